@@ -1,0 +1,109 @@
+// DomainEvent: the immutable event that publishers build and subscribers and transports share.
+#pragma once
+
+#include <herald/events/step_completion.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace herald {
+
+/// Who, where and when: the metadata every event carries. `extra` holds publisher-added and
+/// step-supplied fields; in JSON they sit beside the base fields in one flat object.
+struct EventMetadata {
+  std::string task_uuid;
+  std::string step_uuid;
+  std::string step_name;
+  std::string namespace_name;  ///< JSON key "namespace"
+  std::string correlation_id;
+  std::string fired_at;  ///< RFC 3339 UTC with milliseconds; set at creation when empty
+  std::string fired_by;  ///< the publisher (or component) that fired the event
+  nlohmann::json extra = nlohmann::json::object();
+
+  /// Flat JSON object: base fields, then `extra` (extra keys do not override base fields).
+  nlohmann::json to_json() const;
+  /// Known keys go to the typed fields, everything else to `extra`. Throws ValidationError.
+  static EventMetadata from_json(const nlohmann::json& j, std::string_view path = "metadata");
+  friend bool operator==(const EventMetadata&, const EventMetadata&) = default;
+};
+
+/// The outcome of the step that caused the event.
+struct ExecutionResult {
+  bool success = true;
+  bool retryable = false;
+  int retry_count = 0;
+  std::optional<StepError> error;
+
+  static ExecutionResult of(const StepCompletion& completion);
+  nlohmann::json to_json() const;
+  static ExecutionResult from_json(const nlohmann::json& j,
+                                   std::string_view path = "execution_result");
+  friend bool operator==(const ExecutionResult&, const ExecutionResult&) = default;
+};
+
+class DomainEvent;
+/// Events travel as shared immutable objects: every subscriber and transport sees the same one.
+using EventPtr = std::shared_ptr<const DomainEvent>;
+
+/// An immutable domain event. Build with create() (validates the name, assigns a UUID v7 id and
+/// fired_at) or decode with from_json(). Thread safe: all accessors are const, and the cached
+/// encodings are computed at most once each (std::call_once), however many threads ask.
+/// Not copyable, not movable: share the EventPtr.
+class DomainEvent {
+  struct Passkey {};
+
+ public:
+  /// Validates `event_name` (EventNameError), generates event_id, sets metadata.fired_at to now
+  /// when empty.
+  static EventPtr create(std::string event_name, nlohmann::json payload = nlohmann::json::object(),
+                         EventMetadata metadata = {}, ExecutionResult execution_result = {});
+
+  /// Decodes the JSON form produced by to_json(); throws ValidationError naming the field or
+  /// EventNameError for a bad name. Keys it does not know are ignored.
+  static EventPtr from_json(const nlohmann::json& j);
+
+  DomainEvent(Passkey, std::string event_id, std::string event_name, nlohmann::json payload,
+              EventMetadata metadata, ExecutionResult execution_result);
+  DomainEvent(const DomainEvent&) = delete;
+  DomainEvent& operator=(const DomainEvent&) = delete;
+
+  const std::string& event_id() const noexcept { return event_id_; }
+  const std::string& event_name() const noexcept { return event_name_; }
+  const nlohmann::json& payload() const noexcept { return payload_; }
+  const EventMetadata& metadata() const noexcept { return metadata_; }
+  const ExecutionResult& execution_result() const noexcept { return execution_result_; }
+
+  /// {"event_id", "event_name", "event_version", "payload", "metadata", "execution_result"}.
+  nlohmann::json to_json() const;
+  /// Compact JSON text of to_json(), computed once.
+  const std::string& json_text() const;
+  /// MessagePack of to_json(), computed once.
+  const std::vector<std::uint8_t>& msgpack() const;
+
+  /// Version of the event's JSON shape (see docs/wire-format.md).
+  static constexpr std::string_view kEventVersion = "1.0";
+
+ private:
+  std::string event_id_;
+  std::string event_name_;
+  nlohmann::json payload_;
+  EventMetadata metadata_;
+  ExecutionResult execution_result_;
+  mutable std::once_flag json_once_;
+  mutable std::string json_text_;
+  mutable std::once_flag msgpack_once_;
+  mutable std::vector<std::uint8_t> msgpack_;
+};
+
+void to_json(nlohmann::json& j, const EventMetadata& m);
+void to_json(nlohmann::json& j, const ExecutionResult& r);
+void to_json(nlohmann::json& j, const DomainEvent& e);
+
+}  // namespace herald

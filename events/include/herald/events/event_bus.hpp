@@ -1,0 +1,191 @@
+// The in-process EventBus: glob subscriptions, per-subscription bounded mailboxes, a dispatcher
+// pool that runs each subscription's events one at a time in publish order (DESIGN.md 5, 6).
+#pragma once
+
+#include <herald/events/domain_event.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace herald {
+
+/// What a full mailbox does with a new event.
+enum class OverflowPolicy {
+  block,        ///< the publisher waits for room, up to the subscription's block_timeout
+  drop_newest,  ///< the new event is dropped
+  drop_oldest,  ///< the oldest queued event is dropped to make room
+};
+std::string_view to_string(OverflowPolicy policy) noexcept;
+/// Throws UnknownValueError naming the value ("block", "drop_newest", "drop_oldest").
+OverflowPolicy parse_overflow_policy(std::string_view text);
+
+/// Per-subscription settings.
+struct SubscribeOptions {
+  std::string name;                                ///< for logs and stats; default "subscription-N"
+  std::size_t capacity = 10'000;                   ///< mailbox bound (events)
+  OverflowPolicy overflow = OverflowPolicy::block;
+  std::chrono::milliseconds block_timeout{5'000};  ///< block policy: longest wait for room
+  std::chrono::milliseconds slow_threshold{0};     ///< handlers slower than this are counted (0: off)
+};
+
+/// A subscription's counters. Invariant at every snapshot:
+/// received == handled + failed + dropped + in_flight.
+struct SubscriptionStats {
+  std::string name;
+  std::vector<std::string> patterns;
+  std::uint64_t received = 0;   ///< events that matched while subscribed
+  std::uint64_t handled = 0;    ///< handler returned normally
+  std::uint64_t failed = 0;     ///< handler threw
+  std::uint64_t dropped = 0;    ///< overflow, block timeout, unsubscribe or stop with events queued
+  std::uint64_t in_flight = 0;  ///< queued or running
+  std::uint64_t slow = 0;       ///< handlers that ran longer than slow_threshold
+  std::size_t queue_depth = 0;
+  bool paused = false;
+  std::string last_error;
+  nlohmann::json to_json() const;
+};
+
+/// One event's outcome in a batch handler.
+enum class HandleOutcome : std::uint8_t { handled, failed };
+
+/// Called on a dispatcher thread (or the publishing thread, inline) for each event. An exception
+/// marks the event failed; it never reaches the publisher or other subscriptions.
+using EventHandler = std::function<void(const EventPtr&)>;
+/// Called with up to BusOptions::batch_size consecutive events of one subscription; fills one
+/// outcome per event (pre-set to handled). For adapters that pay a fixed cost per call (Python).
+using BatchHandler =
+    std::function<void(std::span<const EventPtr> events, std::span<HandleOutcome> outcomes)>;
+
+namespace detail {
+struct BusCore;
+struct Mailbox;
+}  // namespace detail
+
+/// RAII handle of a subscription: unsubscribes when destroyed. Move-only. Thread safe.
+class Subscription {
+ public:
+  Subscription() = default;
+  ~Subscription();
+  Subscription(Subscription&&) noexcept = default;
+  Subscription& operator=(Subscription&& other) noexcept;
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+
+  /// Stops deliveries. Queued events are dropped (and counted); when it returns, the handler is
+  /// not running and will not run again, unless called from inside that handler, in which case
+  /// the current call finishes normally. Idempotent. Safe after the bus is gone.
+  void unsubscribe();
+  /// Leaves the subscription in place for the bus's lifetime; the handle becomes empty.
+  void release() noexcept;
+  bool active() const noexcept;
+  const std::string& name() const noexcept;
+  SubscriptionStats stats() const;
+  /// Holds deliveries: events keep arriving (bounded by the mailbox and its overflow policy)
+  /// but the handler is not called until resume(). Used by circuit breakers.
+  void pause();
+  void resume();
+
+ private:
+  friend class EventBus;
+  Subscription(std::weak_ptr<detail::BusCore> core, std::shared_ptr<detail::Mailbox> mailbox);
+  std::weak_ptr<detail::BusCore> core_;
+  std::shared_ptr<detail::Mailbox> mailbox_;
+};
+
+struct BusOptions {
+  /// Dispatcher pool size; 0 means std::thread::hardware_concurrency().
+  std::size_t dispatcher_threads = 0;
+  /// Run handlers on the publishing thread instead of a pool. Handlers of one subscription are
+  /// still serialized (a re-entrant publish from inside the handler runs nested).
+  bool inline_dispatch = false;
+  /// Most events a dispatcher takes from one mailbox before moving on (fairness vs overhead).
+  std::size_t batch_size = 64;
+  /// Bound on cached per-name routing answers.
+  std::size_t match_cache_capacity = 16'384;
+  /// Run on each dispatcher thread as it starts and before it exits (per-thread resources).
+  /// Exceptions are logged. Never called in inline mode.
+  std::function<void()> on_dispatcher_start;
+  std::function<void()> on_dispatcher_stop;
+  std::string name = "bus";
+};
+
+/// What publish() did with one event.
+struct PublishReport {
+  std::size_t matched = 0;    ///< subscriptions whose patterns matched
+  std::size_t delivered = 0;  ///< queued (pool) or handled (inline)
+  std::size_t dropped = 0;    ///< refused by a full mailbox's policy
+  std::size_t failed = 0;     ///< inline mode: handlers that threw
+  bool rejected = false;      ///< the bus is stopped
+};
+
+/// What stop() left behind.
+struct StopReport {
+  bool drained = true;          ///< every queued event was handled before the deadline
+  std::uint64_t undelivered = 0;  ///< events dropped because the deadline passed
+  std::chrono::milliseconds duration{0};
+};
+
+struct BusStats {
+  std::uint64_t published = 0;  ///< publish() calls accepted
+  std::uint64_t unmatched = 0;  ///< accepted events no subscription wanted
+  std::uint64_t rejected = 0;   ///< publish() after stop()
+  std::uint64_t pending = 0;    ///< events queued or running, all subscriptions
+  std::uint64_t route_cache_misses = 0;
+  std::vector<SubscriptionStats> subscriptions;
+  nlohmann::json to_json() const;
+};
+
+/// In-process publish/subscribe. Thread safe: every method may be called from any thread,
+/// including from inside handlers, except stop() (not from a dispatcher thread: StateError).
+/// No lock is held while a handler runs. Not copyable, not movable. The destructor stops.
+class EventBus {
+ public:
+  explicit EventBus(BusOptions options = {});
+  ~EventBus();
+  EventBus(const EventBus&) = delete;
+  EventBus& operator=(const EventBus&) = delete;
+
+  /// Subscribes `handler` to every event matching any of `patterns` (delivered once even when
+  /// several match). Throws PatternError for an invalid pattern, Error for no patterns or an
+  /// empty handler, StateError after stop().
+  Subscription subscribe(const std::vector<std::string>& patterns, EventHandler handler,
+                         SubscribeOptions options = {});
+  Subscription subscribe_batch(const std::vector<std::string>& patterns, BatchHandler handler,
+                               SubscribeOptions options = {});
+
+  /// Routes the event to every matching subscription. Never throws; blocks only as long as a
+  /// full `block` mailbox's timeout allows. A null event is rejected.
+  PublishReport publish(const EventPtr& event) noexcept;
+
+  /// Waits until every queued event has been handled; false on timeout.
+  bool drain(std::chrono::milliseconds timeout);
+  /// Refuses new events, drains within `timeout`, drops what is left (counted), joins the pool.
+  /// Idempotent (later calls return an empty report).
+  StopReport stop(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+  bool stopped() const noexcept;
+  bool is_inline() const noexcept;
+  std::size_t dispatcher_threads() const noexcept;
+  /// Events queued or running across all subscriptions.
+  std::uint64_t pending() const noexcept;
+  BusStats stats() const;
+
+ private:
+  friend struct detail::BusCore;
+  static Subscription make_handle(std::weak_ptr<detail::BusCore> core,
+                                  std::shared_ptr<detail::Mailbox> mailbox) {
+    return Subscription(std::move(core), std::move(mailbox));
+  }
+  std::shared_ptr<detail::BusCore> core_;
+};
+
+}  // namespace herald

@@ -1,0 +1,46 @@
+// Typed reads of JSON fields with errors that name the field and what was wrong
+// ("step_name: expected string, got number"). Shared by every parser in herald.
+#pragma once
+
+#include <herald/events/error.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace herald::json_fields {
+
+using nlohmann::json;
+
+/// "string", "number", "boolean", "object", "array", "null", "binary".
+std::string_view type_name(const json& value);
+
+/// Joins a parent path and a key: ("", "a") -> "a", ("a", "b") -> "a.b".
+std::string join(std::string_view parent, std::string_view key);
+
+/// Throws ValidationError(path, "expected object, got array") unless `value` is an object.
+const json& require_object(const json& value, std::string_view path);
+
+/// The field's value if present and not null, else nullptr. `obj` must be an object.
+const json* find(const json& obj, std::string_view key);
+
+/// Required and optional typed reads; `path` is the object's own path ("" at top level).
+std::string required_string(const json& obj, std::string_view key, std::string_view path = "");
+std::optional<std::string> optional_string(const json& obj, std::string_view key,
+                                           std::string_view path = "");
+bool required_bool(const json& obj, std::string_view key, std::string_view path = "");
+std::optional<bool> optional_bool(const json& obj, std::string_view key,
+                                  std::string_view path = "");
+/// Integers must be whole numbers in [min, max]; "retry_count: expected integer >= 0, got -1".
+std::optional<std::int64_t> optional_int(const json& obj, std::string_view key,
+                                         std::string_view path = "", std::int64_t min = INT64_MIN,
+                                         std::int64_t max = INT64_MAX);
+std::optional<double> optional_number(const json& obj, std::string_view key,
+                                      std::string_view path = "");
+/// An object-valued field (missing or null -> empty object).
+json optional_object(const json& obj, std::string_view key, std::string_view path = "");
+
+}  // namespace herald::json_fields

@@ -1,0 +1,714 @@
+#include <herald/events/event_bus.hpp>
+
+#include <herald/events/enums.hpp>
+#include <herald/events/error.hpp>
+#include <herald/events/log.hpp>
+#include <herald/events/pattern.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+
+namespace herald {
+
+namespace {
+constexpr std::array<std::pair<OverflowPolicy, std::string_view>, 3> kOverflowNames{{
+    {OverflowPolicy::block, "block"},
+    {OverflowPolicy::drop_newest, "drop_newest"},
+    {OverflowPolicy::drop_oldest, "drop_oldest"},
+}};
+}  // namespace
+
+std::string_view to_string(OverflowPolicy policy) noexcept {
+  return detail::enum_name(policy, kOverflowNames);
+}
+OverflowPolicy parse_overflow_policy(std::string_view text) {
+  return detail::parse_enum("overflow policy", text, kOverflowNames);
+}
+
+nlohmann::json SubscriptionStats::to_json() const {
+  return {{"name", name},         {"patterns", patterns},     {"received", received},
+          {"handled", handled},   {"failed", failed},         {"dropped", dropped},
+          {"in_flight", in_flight}, {"slow", slow},           {"queue_depth", queue_depth},
+          {"paused", paused},     {"last_error", last_error}};
+}
+
+nlohmann::json BusStats::to_json() const {
+  nlohmann::json subs = nlohmann::json::array();
+  for (const auto& s : subscriptions) subs.push_back(s.to_json());
+  return {{"published", published}, {"unmatched", unmatched}, {"rejected", rejected},
+          {"pending", pending}, {"route_cache_misses", route_cache_misses},
+          {"subscriptions", subs}};
+}
+
+namespace detail {
+
+// One subscription's mailbox. All mutable fields are guarded by `mutex`, except the handlers
+// (immutable) and `inline_mutex` (inline mode's per-subscription serialization).
+struct Mailbox {
+  std::uint64_t id = 0;
+  std::string name;
+  std::vector<std::string> patterns;
+  EventHandler handler;
+  BatchHandler batch_handler;
+  SubscribeOptions options;
+
+  mutable std::mutex mutex;
+  std::condition_variable not_full;     // block policy publishers wait here
+  std::condition_variable idle;         // unsubscribe waits here for a running batch to end
+  std::deque<EventPtr> queue;
+  bool scheduled = false;  // in the ready queue
+  int running = 0;         // handler calls in progress (pool: 0 or 1; inline may nest)
+  std::atomic<bool> closed{false};  // unsubscribed or bus stopped (written under mutex)
+  bool paused = false;
+  std::thread::id running_thread;
+  std::size_t blocked_publishers = 0;
+  std::uint64_t received = 0, handled = 0, failed = 0, dropped = 0, slow = 0;
+  std::string last_error;
+  std::recursive_mutex inline_mutex;
+
+  SubscriptionStats stats_locked() const {
+    SubscriptionStats s;
+    s.name = name;
+    s.patterns = patterns;
+    s.received = received;
+    s.handled = handled;
+    s.failed = failed;
+    s.dropped = dropped;
+    s.in_flight = received - handled - failed - dropped;
+    s.slow = slow;
+    s.queue_depth = queue.size();
+    s.paused = paused;
+    s.last_error = last_error;
+    return s;
+  }
+};
+
+using MailboxPtr = std::shared_ptr<Mailbox>;
+
+// Immutable routing snapshot: the subscriptions at one moment and their compiled patterns.
+struct Routes {
+  std::vector<MailboxPtr> mailboxes;
+  CachedPatternSet matcher;
+  Routes(std::vector<MailboxPtr> m, PatternSet set, std::size_t cache_capacity)
+      : mailboxes(std::move(m)), matcher(std::move(set), cache_capacity) {}
+};
+
+struct BusCore : std::enable_shared_from_this<BusCore> {
+  BusOptions options;
+  bool inline_mode = false;
+
+  // Subscriptions and the lazily rebuilt routing snapshot.
+  mutable std::shared_mutex routes_mutex;
+  std::vector<MailboxPtr> mailboxes;
+  std::shared_ptr<const Routes> routes;  // null: rebuild on next publish
+  std::uint64_t next_id = 1;
+  std::atomic<std::uint64_t> cache_misses_of_retired_routes{0};
+
+  // Dispatcher pool: mailboxes with work, each at most once.
+  std::mutex ready_mutex;
+  std::condition_variable ready_cv;
+  std::deque<MailboxPtr> ready;
+  bool pool_stopping = false;
+  std::vector<std::thread> threads;
+  std::vector<std::thread::id> thread_ids;
+
+  // Events queued or running, all mailboxes; drain() waits for zero.
+  std::atomic<std::int64_t> pending{0};
+  std::mutex idle_mutex;
+  std::condition_variable idle_cv;
+
+  std::atomic<bool> closed{false};
+  std::atomic<bool> stop_done{false};
+  std::atomic<std::uint64_t> published{0}, unmatched{0}, rejected{0};
+  RateLimiter drop_log{10, std::chrono::seconds(1)};
+  RateLimiter error_log{10, std::chrono::seconds(1)};
+
+  void add_pending(std::int64_t n) { pending.fetch_add(n, std::memory_order_relaxed); }
+  void remove_pending(std::int64_t n) {
+    if (n == 0) return;
+    if (pending.fetch_sub(n, std::memory_order_acq_rel) == n) {
+      std::lock_guard lock(idle_mutex);
+      idle_cv.notify_all();
+    }
+  }
+
+  std::shared_ptr<const Routes> current_routes() {
+    {
+      std::shared_lock lock(routes_mutex);
+      if (routes) return routes;
+    }
+    std::unique_lock lock(routes_mutex);
+    if (!routes) {
+      std::vector<std::pair<Pattern, std::size_t>> entries;
+      for (std::size_t i = 0; i < mailboxes.size(); ++i) {
+        for (const auto& p : mailboxes[i]->patterns) entries.emplace_back(Pattern::compile(p), i);
+      }
+      routes = std::make_shared<const Routes>(mailboxes, PatternSet(entries),
+                                              options.match_cache_capacity);
+    }
+    return routes;
+  }
+
+  void invalidate_routes_locked() {
+    if (routes) {
+      cache_misses_of_retired_routes.fetch_add(routes->matcher.cache_misses(),
+                                               std::memory_order_relaxed);
+    }
+    routes.reset();
+  }
+
+  void schedule(MailboxPtr mailbox) {
+    {
+      std::lock_guard lock(ready_mutex);
+      ready.push_back(std::move(mailbox));
+    }
+    ready_cv.notify_one();
+  }
+
+  void log_drop(const Mailbox& mb, const DomainEvent& event, std::string_view why) {
+    std::uint64_t suppressed = 0;
+    if (drop_log.allow(&suppressed)) {
+      logger()->warn(
+          "subscriber '{}' dropped event_name={} event_id={} correlation_id={}: {}{}", mb.name,
+          event.event_name(), event.event_id(), event.metadata().correlation_id, why,
+          suppressed ? fmt::format(" ({} similar messages suppressed)", suppressed) : "");
+    }
+  }
+
+  void log_failure(const Mailbox& mb, const DomainEvent& event, const std::string& error) {
+    std::uint64_t suppressed = 0;
+    if (error_log.allow(&suppressed)) {
+      logger()->warn(
+          "subscriber '{}' failed on event_name={} event_id={} correlation_id={}: {}{}", mb.name,
+          event.event_name(), event.event_id(), event.metadata().correlation_id, error,
+          suppressed ? fmt::format(" ({} similar messages suppressed)", suppressed) : "");
+    }
+  }
+
+  // Pool mode: put the event in the mailbox per its overflow policy. Returns true if queued.
+  bool enqueue(const MailboxPtr& mb, const EventPtr& event) {
+    std::unique_lock lock(mb->mutex);
+    if (mb->closed) return false;
+    ++mb->received;
+    if (mb->queue.size() >= mb->options.capacity) {
+      switch (mb->options.overflow) {
+        case OverflowPolicy::drop_newest:
+          ++mb->dropped;
+          lock.unlock();
+          log_drop(*mb, *event, "mailbox full (drop_newest)");
+          return false;
+        case OverflowPolicy::drop_oldest: {
+          EventPtr oldest = std::move(mb->queue.front());
+          mb->queue.pop_front();
+          ++mb->dropped;
+          remove_pending(1);
+          mb->queue.push_back(event);
+          add_pending(1);
+          maybe_schedule_locked(mb, lock);
+          log_drop(*mb, *oldest, "mailbox full (drop_oldest)");
+          return true;
+        }
+        case OverflowPolicy::block: {
+          ++mb->blocked_publishers;
+          const bool room = mb->not_full.wait_for(lock, mb->options.block_timeout, [&] {
+            return mb->closed || mb->queue.size() < mb->options.capacity;
+          });
+          --mb->blocked_publishers;
+          if (!room || mb->closed) {
+            ++mb->dropped;
+            lock.unlock();
+            log_drop(*mb, *event, room ? "unsubscribed while waiting"
+                                       : "mailbox full, block timeout expired");
+            return false;
+          }
+          break;
+        }
+      }
+    }
+    mb->queue.push_back(event);
+    add_pending(1);
+    maybe_schedule_locked(mb, lock);
+    return true;
+  }
+
+  void maybe_schedule_locked(const MailboxPtr& mb, std::unique_lock<std::mutex>& lock) {
+    if (!mb->scheduled && !mb->running && !mb->paused && !mb->closed) {
+      mb->scheduled = true;
+      lock.unlock();
+      schedule(mb);
+    }
+  }
+
+  // Runs one handler call, classifying the outcome. Returns true when handled.
+  bool invoke_one(Mailbox& mb, const EventPtr& event, std::string& error) {
+    const bool timed = mb.options.slow_threshold.count() > 0;
+    const auto start = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    bool ok = true;
+    try {
+      mb.handler(event);
+    } catch (const HandlerFailure& e) {
+      ok = false;  // already reported by the adapter
+      error = e.what();
+    } catch (const std::exception& e) {
+      ok = false;
+      error = e.what();
+      log_failure(mb, *event, error);
+    } catch (...) {
+      ok = false;
+      error = "unknown exception";
+      log_failure(mb, *event, error);
+    }
+    if (timed) {
+      const auto took = std::chrono::steady_clock::now() - start;
+      if (took > mb.options.slow_threshold) {
+        std::lock_guard lock(mb.mutex);
+        ++mb.slow;
+      }
+      if (took > mb.options.slow_threshold) {
+        static RateLimiter slow_log;
+        if (slow_log.allow()) {
+          logger()->warn("subscriber '{}' slow on event_name={} event_id={}: {} ms (threshold {} ms)",
+                         mb.name, event->event_name(), event->event_id(),
+                         std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
+                         mb.options.slow_threshold.count());
+        }
+      }
+    }
+    return ok;
+  }
+
+  // Pool mode: one batch of one mailbox, then reschedule it if more is waiting.
+  void run_batch(const MailboxPtr& mb) {
+    std::vector<EventPtr> batch;
+    {
+      std::unique_lock lock(mb->mutex);
+      mb->scheduled = false;
+      if (mb->closed || mb->paused || mb->queue.empty()) return;
+      const auto n = std::min(mb->queue.size(), options.batch_size);
+      batch.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(mb->queue.front()));
+        mb->queue.pop_front();
+      }
+      mb->running = 1;
+      mb->running_thread = std::this_thread::get_id();
+      if (mb->blocked_publishers > 0) mb->not_full.notify_all();
+    }
+
+    std::uint64_t handled = 0, failed = 0, dropped = 0;
+    std::string last_error;
+    if (mb->batch_handler) {
+      std::vector<HandleOutcome> outcomes(batch.size(), HandleOutcome::handled);
+      try {
+        mb->batch_handler(std::span<const EventPtr>(batch), std::span<HandleOutcome>(outcomes));
+      } catch (const std::exception& e) {
+        last_error = e.what();
+        std::fill(outcomes.begin(), outcomes.end(), HandleOutcome::failed);
+        log_failure(*mb, *batch.front(), last_error);
+      } catch (...) {
+        last_error = "unknown exception";
+        std::fill(outcomes.begin(), outcomes.end(), HandleOutcome::failed);
+      }
+      for (auto o : outcomes) (o == HandleOutcome::handled ? handled : failed)++;
+      if (failed && last_error.empty()) last_error = "batch handler reported failures";
+    } else {
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (i > 0 && mb->closed.load(std::memory_order_acquire)) {  // unsubscribed from inside the handler
+          dropped = batch.size() - i;
+          break;
+        }
+        std::string error;
+        if (invoke_one(*mb, batch[i], error)) {
+          ++handled;
+        } else {
+          ++failed;
+          last_error = std::move(error);
+        }
+      }
+    }
+
+    {
+      std::unique_lock lock(mb->mutex);
+      mb->handled += handled;
+      mb->failed += failed;
+      mb->dropped += dropped;
+      if (!last_error.empty()) mb->last_error = std::move(last_error);
+      mb->running = 0;
+      mb->running_thread = {};
+      mb->idle.notify_all();
+      if (!mb->queue.empty() && !mb->closed && !mb->paused) {
+        mb->scheduled = true;
+        lock.unlock();
+        schedule(mb);
+      }
+    }
+    batch.clear();  // release the events before announcing idleness
+    remove_pending(static_cast<std::int64_t>(handled + failed + dropped));
+  }
+
+  void dispatcher_main() {
+    if (options.on_dispatcher_start) {
+      try {
+        options.on_dispatcher_start();
+      } catch (const std::exception& e) {
+        logger()->error("{}: dispatcher start hook failed: {}", options.name, e.what());
+      }
+    }
+    while (true) {
+      MailboxPtr mb;
+      {
+        std::unique_lock lock(ready_mutex);
+        ready_cv.wait(lock, [&] { return pool_stopping || !ready.empty(); });
+        if (ready.empty()) break;  // stopping and nothing left
+        mb = std::move(ready.front());
+        ready.pop_front();
+      }
+      run_batch(mb);
+    }
+    if (options.on_dispatcher_stop) {
+      try {
+        options.on_dispatcher_stop();
+      } catch (const std::exception& e) {
+        logger()->error("{}: dispatcher stop hook failed: {}", options.name, e.what());
+      }
+    }
+  }
+
+  // Inline mode: the handler runs here, serialized per subscription.
+  void deliver_inline(const MailboxPtr& mb, const EventPtr& event, PublishReport& report) {
+    std::lock_guard serial(mb->inline_mutex);
+    {
+      std::lock_guard lock(mb->mutex);
+      if (mb->closed) return;
+      ++mb->received;
+      ++mb->running;
+      mb->running_thread = std::this_thread::get_id();
+    }
+    add_pending(1);
+    std::string error;
+    bool ok;
+    std::uint64_t handled = 0, failed = 0;
+    if (mb->batch_handler) {
+      HandleOutcome outcome = HandleOutcome::handled;
+      try {
+        mb->batch_handler(std::span<const EventPtr>(&event, 1), std::span<HandleOutcome>(&outcome, 1));
+      } catch (const std::exception& e) {
+        outcome = HandleOutcome::failed;
+        error = e.what();
+      }
+      ok = outcome == HandleOutcome::handled;
+    } else {
+      ok = invoke_one(*mb, event, error);
+    }
+    (ok ? handled : failed) = 1;
+    {
+      std::lock_guard lock(mb->mutex);
+      mb->handled += handled;
+      mb->failed += failed;
+      if (!ok) mb->last_error = error;
+      if (--mb->running == 0) {
+        mb->running_thread = {};
+        mb->idle.notify_all();
+      }
+    }
+    remove_pending(1);
+    ++report.delivered;
+    if (!ok) ++report.failed;
+  }
+
+  void close_mailbox(const MailboxPtr& mb) {
+    std::int64_t discarded = 0;
+    {
+      std::unique_lock lock(mb->mutex);
+      if (!mb->closed) {
+        mb->closed = true;
+        discarded = static_cast<std::int64_t>(mb->queue.size());
+        mb->dropped += mb->queue.size();
+        mb->queue.clear();
+        mb->not_full.notify_all();
+      }
+      // Wait for a running batch to end, unless we are that batch (unsubscribe from inside
+      // the handler): then the current call finishes and the rest of the batch is dropped.
+      if (mb->running_thread != std::this_thread::get_id()) {
+        mb->idle.wait(lock, [&] { return mb->running == 0; });
+      }
+    }
+    remove_pending(discarded);
+  }
+
+  void unsubscribe(const MailboxPtr& mb) {
+    {
+      std::unique_lock lock(routes_mutex);
+      auto it = std::find(mailboxes.begin(), mailboxes.end(), mb);
+      if (it != mailboxes.end()) {
+        mailboxes.erase(it);
+        invalidate_routes_locked();
+      }
+    }
+    close_mailbox(mb);
+  }
+
+  static Subscription make_subscription(const std::shared_ptr<BusCore>& core,
+                                        const std::vector<std::string>& patterns,
+                                        EventHandler handler, BatchHandler batch,
+                                        SubscribeOptions options);
+
+  bool on_dispatcher_thread() const {
+    const auto self = std::this_thread::get_id();
+    return std::find(thread_ids.begin(), thread_ids.end(), self) != thread_ids.end();
+  }
+};
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------- Subscription
+
+Subscription::Subscription(std::weak_ptr<detail::BusCore> core,
+                           std::shared_ptr<detail::Mailbox> mailbox)
+    : core_(std::move(core)), mailbox_(std::move(mailbox)) {}
+
+Subscription::~Subscription() { unsubscribe(); }
+
+Subscription& Subscription::operator=(Subscription&& other) noexcept {
+  if (this != &other) {
+    unsubscribe();
+    core_ = std::move(other.core_);
+    mailbox_ = std::move(other.mailbox_);
+  }
+  return *this;
+}
+
+void Subscription::unsubscribe() {
+  auto mailbox = std::move(mailbox_);
+  mailbox_.reset();
+  if (!mailbox) return;
+  if (auto core = core_.lock()) core->unsubscribe(mailbox);
+  core_.reset();
+}
+
+void Subscription::release() noexcept {
+  mailbox_.reset();
+  core_.reset();
+}
+
+bool Subscription::active() const noexcept {
+  if (!mailbox_ || core_.expired()) return false;
+  std::lock_guard lock(mailbox_->mutex);
+  return !mailbox_->closed;
+}
+
+const std::string& Subscription::name() const noexcept {
+  static const std::string empty;
+  return mailbox_ ? mailbox_->name : empty;
+}
+
+SubscriptionStats Subscription::stats() const {
+  if (!mailbox_) return {};
+  std::lock_guard lock(mailbox_->mutex);
+  return mailbox_->stats_locked();
+}
+
+void Subscription::pause() {
+  if (!mailbox_) return;
+  std::lock_guard lock(mailbox_->mutex);
+  mailbox_->paused = true;
+}
+
+void Subscription::resume() {
+  if (!mailbox_) return;
+  auto core = core_.lock();
+  if (!core) return;
+  std::unique_lock lock(mailbox_->mutex);
+  if (!mailbox_->paused) return;
+  mailbox_->paused = false;
+  if (!core->inline_mode) core->maybe_schedule_locked(mailbox_, lock);
+}
+
+// ---------------------------------------------------------------------------- EventBus
+
+EventBus::EventBus(BusOptions options) : core_(std::make_shared<detail::BusCore>()) {
+  if (options.batch_size == 0) options.batch_size = 1;
+  core_->inline_mode = options.inline_dispatch;
+  if (!options.inline_dispatch && options.dispatcher_threads == 0) {
+    options.dispatcher_threads = std::max(1u, std::thread::hardware_concurrency());
+  }
+  core_->options = std::move(options);
+  if (!core_->inline_mode) {
+    const auto n = core_->options.dispatcher_threads;
+    core_->threads.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      core_->threads.emplace_back([core = core_.get()] { core->dispatcher_main(); });
+      core_->thread_ids.push_back(core_->threads.back().get_id());
+    }
+  }
+}
+
+EventBus::~EventBus() {
+  try {
+    stop();
+  } catch (const std::exception& e) {
+    logger()->error("{}: error while stopping: {}", core_->options.name, e.what());
+  }
+}
+
+namespace detail {
+Subscription BusCore::make_subscription(const std::shared_ptr<BusCore>& core,
+                               const std::vector<std::string>& patterns, EventHandler handler,
+                               BatchHandler batch, SubscribeOptions options) {
+  if (patterns.empty()) throw Error("subscribe: at least one pattern is required");
+  for (const auto& p : patterns) Pattern::compile(p);  // PatternError names the bad one
+  if (options.capacity == 0) throw Error("subscribe: mailbox capacity must be at least 1");
+  if (core->closed.load()) throw StateError("subscribe: the bus '" + core->options.name + "' is stopped");
+  auto mb = std::make_shared<detail::Mailbox>();
+  mb->patterns = patterns;
+  mb->handler = std::move(handler);
+  mb->batch_handler = std::move(batch);
+  {
+    std::unique_lock lock(core->routes_mutex);
+    mb->id = core->next_id++;
+    mb->name = options.name.empty() ? "subscription-" + std::to_string(mb->id) : options.name;
+    mb->options = std::move(options);
+    core->mailboxes.push_back(mb);
+    core->invalidate_routes_locked();
+  }
+  return EventBus::make_handle(core, std::move(mb));
+}
+}  // namespace detail
+
+Subscription EventBus::subscribe(const std::vector<std::string>& patterns, EventHandler handler,
+                                 SubscribeOptions options) {
+  if (!handler) throw Error("subscribe: handler is empty");
+  return detail::BusCore::make_subscription(core_, patterns, std::move(handler), {}, std::move(options));
+}
+
+Subscription EventBus::subscribe_batch(const std::vector<std::string>& patterns,
+                                       BatchHandler handler, SubscribeOptions options) {
+  if (!handler) throw Error("subscribe_batch: handler is empty");
+  return detail::BusCore::make_subscription(core_, patterns, {}, std::move(handler), std::move(options));
+}
+
+PublishReport EventBus::publish(const EventPtr& event) noexcept {
+  PublishReport report;
+  auto& core = *core_;
+  if (!event || core.closed.load(std::memory_order_acquire)) {
+    core.rejected.fetch_add(1, std::memory_order_relaxed);
+    report.rejected = true;
+    return report;
+  }
+  try {
+    core.published.fetch_add(1, std::memory_order_relaxed);
+    const auto routes = core.current_routes();
+    const auto owners = routes->matcher.match(event->event_name());
+    report.matched = owners->size();
+    if (owners->empty()) {
+      core.unmatched.fetch_add(1, std::memory_order_relaxed);
+      return report;
+    }
+    for (const auto index : *owners) {
+      const auto& mb = routes->mailboxes[index];
+      if (core.inline_mode) {
+        core.deliver_inline(mb, event, report);
+      } else if (core.enqueue(mb, event)) {
+        ++report.delivered;
+      } else {
+        ++report.dropped;
+      }
+    }
+  } catch (const std::exception& e) {
+    // Only allocation failure or a pattern that compiled once and not again can land here.
+    logger()->error("{}: publish of event_name={} event_id={} failed: {}", core.options.name,
+                    event->event_name(), event->event_id(), e.what());
+  }
+  return report;
+}
+
+bool EventBus::drain(std::chrono::milliseconds timeout) {
+  auto& core = *core_;
+  std::unique_lock lock(core.idle_mutex);
+  return core.idle_cv.wait_for(lock, timeout,
+                               [&] { return core.pending.load(std::memory_order_acquire) <= 0; });
+}
+
+StopReport EventBus::stop(std::chrono::milliseconds timeout) {
+  auto& core = *core_;
+  if (core.on_dispatcher_thread()) {
+    throw StateError("stop: cannot stop the bus '" + core.options.name +
+                     "' from one of its own dispatcher threads");
+  }
+  StopReport report;
+  if (core.stop_done.exchange(true)) return report;
+  const auto start = std::chrono::steady_clock::now();
+  core.closed.store(true, std::memory_order_release);
+  report.drained = drain(timeout);
+
+  // Whatever is still queued after the deadline is dropped and counted.
+  std::vector<detail::MailboxPtr> all;
+  {
+    std::shared_lock lock(core.routes_mutex);
+    all = core.mailboxes;
+  }
+  for (const auto& mb : all) {
+    std::int64_t discarded = 0;
+    {
+      std::lock_guard lock(mb->mutex);
+      discarded = static_cast<std::int64_t>(mb->queue.size());
+      mb->dropped += mb->queue.size();
+      mb->queue.clear();
+      mb->closed = true;
+      mb->not_full.notify_all();
+    }
+    report.undelivered += static_cast<std::uint64_t>(discarded);
+    core.remove_pending(discarded);
+  }
+  {
+    std::lock_guard lock(core.ready_mutex);
+    core.pool_stopping = true;
+  }
+  core.ready_cv.notify_all();
+  for (auto& t : core.threads) {
+    if (t.joinable()) t.join();
+  }
+  report.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - start);
+  if (report.undelivered > 0) {
+    logger()->warn("{}: stopped with {} undelivered events (drain deadline {} ms)",
+                   core.options.name, report.undelivered, timeout.count());
+  }
+  return report;
+}
+
+bool EventBus::stopped() const noexcept { return core_->closed.load(); }
+bool EventBus::is_inline() const noexcept { return core_->inline_mode; }
+std::size_t EventBus::dispatcher_threads() const noexcept { return core_->threads.size(); }
+std::uint64_t EventBus::pending() const noexcept {
+  const auto p = core_->pending.load(std::memory_order_acquire);
+  return p > 0 ? static_cast<std::uint64_t>(p) : 0;
+}
+
+BusStats EventBus::stats() const {
+  auto& core = *core_;
+  BusStats s;
+  s.published = core.published.load();
+  s.unmatched = core.unmatched.load();
+  s.rejected = core.rejected.load();
+  s.pending = pending();
+  std::vector<detail::MailboxPtr> all;
+  {
+    std::shared_lock lock(core.routes_mutex);
+    all = core.mailboxes;
+    s.route_cache_misses = core.cache_misses_of_retired_routes.load() +
+                           (core.routes ? core.routes->matcher.cache_misses() : 0);
+  }
+  for (const auto& mb : all) {
+    std::lock_guard lock(mb->mutex);
+    s.subscriptions.push_back(mb->stats_locked());
+  }
+  return s;
+}
+
+}  // namespace herald

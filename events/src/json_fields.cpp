@@ -1,0 +1,125 @@
+#include <herald/events/json_fields.hpp>
+
+#include <cmath>
+
+namespace herald::json_fields {
+
+std::string_view type_name(const json& value) {
+  switch (value.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "boolean";
+    case json::value_t::string: return "string";
+    case json::value_t::object: return "object";
+    case json::value_t::array: return "array";
+    case json::value_t::binary: return "binary";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+    case json::value_t::number_float: return "number";
+    default: return "unknown";
+  }
+}
+
+std::string join(std::string_view parent, std::string_view key) {
+  if (parent.empty()) return std::string(key);
+  std::string out(parent);
+  out += '.';
+  out += key;
+  return out;
+}
+
+namespace {
+[[noreturn]] void wrong_type(std::string_view path, std::string_view expected, const json& got) {
+  throw ValidationError(std::string(path),
+                        "expected " + std::string(expected) + ", got " + std::string(type_name(got)));
+}
+[[noreturn]] void missing(std::string_view path) {
+  throw ValidationError(std::string(path), "required field is missing");
+}
+}  // namespace
+
+const json& require_object(const json& value, std::string_view path) {
+  if (!value.is_object()) wrong_type(path, "object", value);
+  return value;
+}
+
+const json* find(const json& obj, std::string_view key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+std::optional<std::string> optional_string(const json& obj, std::string_view key,
+                                           std::string_view path) {
+  const json* v = find(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_string()) wrong_type(join(path, key), "string", *v);
+  return v->get<std::string>();
+}
+
+std::string required_string(const json& obj, std::string_view key, std::string_view path) {
+  auto v = optional_string(obj, key, path);
+  if (!v) missing(join(path, key));
+  return *v;
+}
+
+std::optional<bool> optional_bool(const json& obj, std::string_view key, std::string_view path) {
+  const json* v = find(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_boolean()) wrong_type(join(path, key), "boolean", *v);
+  return v->get<bool>();
+}
+
+bool required_bool(const json& obj, std::string_view key, std::string_view path) {
+  auto v = optional_bool(obj, key, path);
+  if (!v) missing(join(path, key));
+  return *v;
+}
+
+std::optional<std::int64_t> optional_int(const json& obj, std::string_view key,
+                                         std::string_view path, std::int64_t min,
+                                         std::int64_t max) {
+  const json* v = find(obj, key);
+  if (!v) return std::nullopt;
+  std::int64_t value;
+  if (v->is_number_integer()) {
+    value = v->get<std::int64_t>();
+  } else if (v->is_number_unsigned()) {
+    const auto u = v->get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(INT64_MAX)) wrong_type(join(path, key), "integer", *v);
+    value = static_cast<std::int64_t>(u);
+  } else if (v->is_number_float()) {
+    const double d = v->get<double>();
+    if (std::trunc(d) != d || std::fabs(d) > 9.0e15) {
+      throw ValidationError(join(path, key), "expected integer, got " + v->dump());
+    }
+    value = static_cast<std::int64_t>(d);
+  } else {
+    wrong_type(join(path, key), "integer", *v);
+  }
+  if (value < min) {
+    throw ValidationError(join(path, key), "expected integer >= " + std::to_string(min) +
+                                               ", got " + std::to_string(value));
+  }
+  if (value > max) {
+    throw ValidationError(join(path, key), "expected integer <= " + std::to_string(max) +
+                                               ", got " + std::to_string(value));
+  }
+  return value;
+}
+
+std::optional<double> optional_number(const json& obj, std::string_view key,
+                                      std::string_view path) {
+  const json* v = find(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_number()) wrong_type(join(path, key), "number", *v);
+  return v->get<double>();
+}
+
+json optional_object(const json& obj, std::string_view key, std::string_view path) {
+  const json* v = find(obj, key);
+  if (!v) return json::object();
+  if (!v->is_object()) wrong_type(join(path, key), "object", *v);
+  return *v;
+}
+
+}  // namespace herald::json_fields

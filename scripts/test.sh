@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every herald test: builds if needed, then CTest (C++) and pytest (Python).
+#   scripts/test.sh            default build (build/)
+#   scripts/test.sh asan       Address+UndefinedBehavior sanitizers (build-asan/)
+#   scripts/test.sh tsan       ThreadSanitizer (build-tsan/)
+# Sanitizer presets run the C++ suite only (the Python extension is loaded into a Python
+# interpreter that is not built with the sanitizer runtime).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+preset="${1:-default}"
+build_dir=build
+[ "$preset" = default ] || build_dir="build-$preset"
+
+HERALD_PRESET="$preset" ./scripts/setup.sh || { echo "test: build failed" >&2; exit 1; }
+
+status=0
+ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)" --timeout 600 || status=1
+
+if [ "$preset" = default ] && [ -d tests/python ] && ls tests/python/test_*.py >/dev/null 2>&1; then
+  PYTHONPATH="$PWD/$build_dir/python${PYTHONPATH:+:$PYTHONPATH}" HERALD_BUILD_DIR="$PWD/$build_dir" \
+    /usr/bin/python3 -m pytest -q tests/python || status=1
+fi
+exit $status

@@ -1,0 +1,3 @@
+#include <herald/events/event_bus.hpp>
+#include <gtest/gtest.h>
+TEST(Smoke, Builds) { herald::EventBus bus; EXPECT_FALSE(bus.stopped()); }
