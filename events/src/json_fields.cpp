@@ -1,6 +1,8 @@
 #include <herald/events/json_fields.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace herald::json_fields {
 
@@ -120,6 +122,52 @@ json optional_object(const json& obj, std::string_view key, std::string_view pat
   if (!v) return json::object();
   if (!v->is_object()) wrong_type(join(path, key), "object", *v);
   return *v;
+}
+
+}  // namespace herald::json_fields
+
+namespace herald::json_fields {
+
+namespace {
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+}  // namespace
+
+std::optional<std::string> did_you_mean(std::string_view word,
+                                        std::initializer_list<std::string_view> candidates) {
+  std::optional<std::string> best;
+  std::size_t best_distance = std::max<std::size_t>(2, word.size() / 3) + 1;
+  for (auto c : candidates) {
+    const auto d = edit_distance(word, c);
+    if (d < best_distance) {
+      best_distance = d;
+      best = std::string(c);
+    }
+  }
+  return best;
+}
+
+void reject_unknown_keys(const json& obj, std::initializer_list<std::string_view> allowed,
+                         std::string_view path) {
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    const auto& key = it.key();
+    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+    std::string problem = "unknown key";
+    if (auto hint = did_you_mean(key, allowed)) problem += " (did you mean '" + *hint + "'?)";
+    throw ValidationError(join(path, key), problem);
+  }
 }
 
 }  // namespace herald::json_fields

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,5 +43,18 @@ std::optional<double> optional_number(const json& obj, std::string_view key,
                                       std::string_view path = "");
 /// An object-valued field (missing or null -> empty object).
 json optional_object(const json& obj, std::string_view key, std::string_view path = "");
+
+}  // namespace herald::json_fields
+
+namespace herald::json_fields {
+
+/// The candidate closest to `word` (edit distance), when close enough to be a likely typo.
+std::optional<std::string> did_you_mean(std::string_view word,
+                                        std::initializer_list<std::string_view> candidates);
+
+/// Throws ValidationError for the first key of `obj` not in `allowed`:
+/// "steps[0].conditon: unknown key (did you mean 'condition'?)".
+void reject_unknown_keys(const json& obj, std::initializer_list<std::string_view> allowed,
+                         std::string_view path);
 
 }  // namespace herald::json_fields
