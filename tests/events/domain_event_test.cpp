@@ -1,0 +1,163 @@
+#include <herald/events/domain_event.hpp>
+#include <herald/events/error.hpp>
+#include <herald/events/ids.hpp>
+#include <herald/events/step_completion.hpp>
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <regex>
+#include <set>
+#include <thread>
+
+using herald::DomainEvent;
+using herald::StepCompletion;
+using nlohmann::json;
+
+TEST(EventIds, AreUuidVersion7Text) {
+  const auto id = herald::new_uuid_v7();
+  EXPECT_TRUE(std::regex_match(
+      id, std::regex("[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")))
+      << id;
+}
+
+TEST(EventIds, AreUniqueAndOrderedWithinEachThreadAcrossFourThreads) {
+  constexpr int kPerThread = 20000;
+  std::mutex mutex;
+  std::set<std::string> all;
+  bool ordered = true;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      std::vector<std::string> mine;
+      mine.reserve(kPerThread);
+      for (int i = 0; i < kPerThread; ++i) mine.push_back(herald::new_uuid_v7());
+      std::lock_guard lock(mutex);
+      for (std::size_t i = 1; i < mine.size(); ++i) ordered = ordered && mine[i - 1] < mine[i];
+      all.insert(mine.begin(), mine.end());
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(ordered);
+  EXPECT_EQ(all.size(), 4u * kPerThread);
+}
+
+TEST(Timestamps, AreRfc3339UtcWithMilliseconds) {
+  const auto t = std::chrono::system_clock::time_point(std::chrono::milliseconds(1700000000123));
+  EXPECT_EQ(herald::format_rfc3339_ms(t), "2023-11-14T22:13:20.123Z");
+}
+
+TEST(DomainEvents, CreateAssignsIdAndFiredAtAndKeepsTheRest) {
+  herald::EventMetadata md;
+  md.correlation_id = "corr-1";
+  md.extra = {{"region", "eu"}};
+  const auto e = DomainEvent::create("payment.processed", {{"amount", 42}}, md);
+  EXPECT_EQ(e->event_name(), "payment.processed");
+  EXPECT_EQ(e->event_id().size(), 36u);
+  EXPECT_EQ(e->payload()["amount"], 42);
+  EXPECT_EQ(e->metadata().correlation_id, "corr-1");
+  EXPECT_EQ(e->metadata().fired_at.size(), 24u);
+  EXPECT_EQ(e->metadata().extra["region"], "eu");
+}
+
+TEST(DomainEvents, CreateRejectsAnInvalidName) {
+  EXPECT_THROW(DomainEvent::create("bad name"), herald::EventNameError);
+}
+
+TEST(DomainEvents, JsonRoundTripPreservesEveryField) {
+  herald::EventMetadata md;
+  md.task_uuid = "t";
+  md.step_uuid = "s";
+  md.step_name = "process_payment";
+  md.namespace_name = "payments";
+  md.correlation_id = "c";
+  md.fired_by = "payment_events";
+  md.extra = {{"publisher", "payment_events"}, {"n", 3}};
+  herald::ExecutionResult r{false, true, 2, herald::StepError{"declined", "CardError"}};
+  const auto e = DomainEvent::create("payment.failed", {{"x", {1, 2}}}, md, r);
+  const auto back = DomainEvent::from_json(json::parse(e->json_text()));
+  EXPECT_EQ(back->event_id(), e->event_id());
+  EXPECT_EQ(back->event_name(), e->event_name());
+  EXPECT_EQ(back->payload(), e->payload());
+  EXPECT_EQ(back->metadata(), e->metadata());
+  EXPECT_EQ(back->execution_result(), e->execution_result());
+  EXPECT_EQ(json::from_msgpack(e->msgpack()), e->to_json());
+}
+
+TEST(DomainEvents, CachedJsonTextIsComputedOnceAndShared) {
+  const auto e = DomainEvent::create("a.b", {{"k", "v"}});
+  const std::string* first = &e->json_text();
+  EXPECT_EQ(first, &e->json_text());
+  EXPECT_EQ(json::parse(*first)["event_version"], "1.0");
+}
+
+TEST(DomainEvents, FromJsonNamesTheBadField) {
+  try {
+    DomainEvent::from_json({{"event_id", "x"}, {"event_name", 5}});
+    FAIL();
+  } catch (const herald::ValidationError& e) {
+    EXPECT_STREQ(e.what(), "event_name: expected string, got number");
+  }
+  try {
+    DomainEvent::from_json({{"event_id", "x"}, {"event_name", "a"}, {"metadata", {{"fired_at", 1}}}});
+    FAIL();
+  } catch (const herald::ValidationError& e) {
+    EXPECT_EQ(e.field(), "metadata.fired_at");
+  }
+}
+
+TEST(StepCompletions, JsonRoundTripPreservesEveryField) {
+  StepCompletion c;
+  c.task_uuid = "task";
+  c.step_uuid = "step";
+  c.step_name = "process_payment";
+  c.namespace_name = "payments";
+  c.correlation_id = "corr";
+  c.success = false;
+  c.retryable = true;
+  c.retry_count = 1;
+  c.max_retries = 3;
+  c.result = {{"payment_id", "p1"}};
+  c.metadata = {{"k", "v"}};
+  c.error = herald::StepError{"timeout", "TimeoutError"};
+  EXPECT_EQ(StepCompletion::from_json(c.to_json()), c);
+  const json j = c;  // ADL to_json
+  EXPECT_EQ(j.get<StepCompletion>(), c);
+}
+
+TEST(StepCompletions, ParseErrorsNameTheFieldAndWhatWasWrong) {
+  auto message_of = [](const std::string& text) -> std::string {
+    try {
+      StepCompletion::parse(text);
+    } catch (const herald::Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  EXPECT_EQ(message_of(R"({"step_name": 5, "success": true})"), "step_name: expected string, got number");
+  EXPECT_EQ(message_of(R"({"success": true})"), "step_name: required field is missing");
+  EXPECT_EQ(message_of(R"({"step_name": "s"})"), "success: required field is missing");
+  EXPECT_EQ(message_of(R"({"step_name": "s", "success": "yes"})"), "success: expected boolean, got string");
+  EXPECT_EQ(message_of(R"({"step_name": "s", "success": true, "retry_count": -1})"),
+            "retry_count: expected integer >= 0, got -1");
+  EXPECT_EQ(message_of(R"({"step_name": "s", "success": true, "metadata": []})"),
+            "metadata: expected object, got array");
+  EXPECT_EQ(message_of(R"({"step_name": "s", "success": false, "error": {"message": 3}})"),
+            "error.message: expected string, got number");
+  EXPECT_EQ(message_of(R"([1,2])"), "step completion: expected object, got array");
+  EXPECT_NE(message_of(R"({"step_name": )").find("invalid JSON"), std::string::npos);
+}
+
+TEST(StepCompletions, WillRetryOnlyWhenFailedRetryableAndRetriesLeft) {
+  StepCompletion c;
+  c.step_name = "s";
+  c.retryable = true;
+  c.max_retries = 2;
+  c.retry_count = 1;
+  EXPECT_TRUE(c.will_retry());
+  c.retry_count = 2;
+  EXPECT_FALSE(c.will_retry());
+  c.retry_count = 0;
+  c.success = true;
+  EXPECT_FALSE(c.will_retry());
+}
