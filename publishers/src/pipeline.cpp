@@ -1,0 +1,311 @@
+#include <herald/publishers/pipeline.hpp>
+
+#include <herald/events/error.hpp>
+#include <herald/events/json_fields.hpp>
+
+#include <exception>
+#include <utility>
+
+namespace herald {
+
+namespace jf = json_fields;
+using nlohmann::json;
+
+namespace {
+
+constexpr std::array<std::string_view, 3> kSkipReasons = {"condition", "should_publish",
+                                                           "before_publish"};
+
+std::size_t mode_index(DeliveryMode mode) { return static_cast<std::size_t>(mode); }
+
+std::size_t reason_index(std::string_view reason) {
+  for (std::size_t i = 0; i < kSkipReasons.size(); ++i) {
+    if (kSkipReasons[i] == reason) return i;
+  }
+  return 0;
+}
+
+std::string describe(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception (not derived from std::exception)";
+  }
+}
+
+std::string suppressed_note(std::uint64_t suppressed) {
+  return suppressed == 0 ? std::string()
+                         : " (" + std::to_string(suppressed) + " similar messages suppressed)";
+}
+
+std::string road_error(const EventPtr& event, DeliveryMode mode, std::string_view what) {
+  return "cannot route event '" + event->event_name() + "' (" + event->event_id() +
+         ") with delivery mode " + std::string(to_string(mode)) + ": " + std::string(what);
+}
+
+// Base fields, then the step's metadata, then the publisher's additional metadata: later keys
+// win. Parsing the merged object back gives the typed fields their final values, and reports a
+// step or publisher that put a non-string into a base field by its path.
+EventMetadata build_metadata(const StepCompletion& c, const std::string& publisher,
+                             const json& additional) {
+  json merged = {{"task_uuid", c.task_uuid},           {"step_uuid", c.step_uuid},
+                 {"step_name", c.step_name},           {"namespace", c.namespace_name},
+                 {"correlation_id", c.correlation_id}, {"fired_by", publisher}};
+  if (!c.metadata.is_null()) {
+    jf::require_object(c.metadata, "step metadata");
+    merged.update(c.metadata);
+  }
+  if (!additional.is_null()) merged.update(additional);
+  EventMetadata m = EventMetadata::from_json(merged, "metadata");
+  m.extra["publisher"] = publisher;
+  m.extra["event_version"] = DomainEvent::kEventVersion;
+  return m;
+}
+
+}  // namespace
+
+// ---- EventRouter -------------------------------------------------------------------------------
+
+void EventRouter::to_bus(const EventPtr& event, DeliveryMode mode) const {
+  if (!bus_) throw TransportError(road_error(event, mode, "no in-process event bus configured"));
+  const PublishReport report = bus_->publish(event);
+  if (report.rejected) throw TransportError(road_error(event, mode, "the event bus is stopped"));
+}
+
+void EventRouter::to_transport(Transport& transport, const EventPtr& event,
+                               DeliveryMode mode) const {
+  try {
+    transport.send(event);
+  } catch (const std::exception& e) {
+    throw TransportError(road_error(event, mode, "transport '" + transport.name() + "': " + e.what()));
+  }
+}
+
+void EventRouter::route(const EventPtr& event, DeliveryMode mode) const {
+  if (!event) throw Error("cannot route a null event");
+  switch (mode) {
+    case DeliveryMode::in_process:
+      to_bus(event, mode);
+      return;
+    case DeliveryMode::zeromq: {
+      Transport* t = transport();
+      if (!t) throw TransportError(road_error(event, mode, "no transport configured"));
+      to_transport(*t, event, mode);
+      return;
+    }
+    case DeliveryMode::broadcast: {
+      // Check both roads first so that a missing one means nothing was delivered.
+      Transport* t = transport();
+      if (!t) throw TransportError(road_error(event, mode, "no transport configured"));
+      if (!bus_) throw TransportError(road_error(event, mode, "no in-process event bus configured"));
+      to_bus(event, mode);
+      try {
+        to_transport(*t, event, mode);
+      } catch (const TransportError& e) {
+        throw TransportError(std::string(e.what()) + " (it was delivered in process)");
+      }
+      return;
+    }
+  }
+  throw Error("cannot route event '" + event->event_name() + "': invalid delivery mode " +
+              std::to_string(static_cast<int>(mode)));
+}
+
+// ---- PublishResult -----------------------------------------------------------------------------
+
+json PublishResult::to_json() const {
+  json j = {{"published", json::array()}, {"skipped", json::array()}, {"failed", json::array()}};
+  for (const auto& e : published) {
+    j["published"].push_back({{"event_name", e->event_name()}, {"event_id", e->event_id()}});
+  }
+  for (const auto& s : skipped) j["skipped"].push_back({{"event_name", s.name}, {"reason", s.reason}});
+  for (const auto& f : failed) {
+    j["failed"].push_back({{"stage", f.stage},
+                           {"event_name", f.event_name},
+                           {"publisher", f.publisher},
+                           {"message", f.message}});
+  }
+  return j;
+}
+
+// ---- PublishingPipeline ------------------------------------------------------------------------
+
+PublishResult PublishingPipeline::publish(const StepCompletion& completion,
+                                          const std::vector<EventDeclaration>& declarations) noexcept {
+  PublishResult result;
+  for (const auto& declaration : declarations) {
+    try {
+      publish_one(completion, declarations, declaration, result);
+    } catch (...) {
+      // publish_one contains every hook's exception; only the pipeline's own bookkeeping (an
+      // allocation) can land here. Still never fail the step.
+      try {
+        StepEventContext ctx{completion, declaration};
+        fail(ctx, *registry_.generic(), "internal", "", std::current_exception(), result);
+      } catch (...) {
+      }
+    }
+  }
+  return result;
+}
+
+void PublishingPipeline::publish_one(const StepCompletion& completion,
+                                     const std::vector<EventDeclaration>& declarations,
+                                     const EventDeclaration& declaration, PublishResult& result) {
+  if (!condition_holds(declaration.condition, completion)) {
+    skip(declaration, "condition", result);
+    return;
+  }
+  const StepEventContext ctx{completion, declaration};
+  std::shared_ptr<Publisher> publisher;
+  std::string publisher_name;
+  EventPtr event;
+  std::string_view stage = "publisher";
+  try {
+    // A declared publisher must exist: silently using another one would publish with the wrong
+    // hooks. An unknown name is this declaration's failure, reported to the generic publisher.
+    if (declaration.publisher && !declaration.publisher->empty()) {
+      publisher = registry_.get_strict(*declaration.publisher);
+    } else {
+      publisher = registry_.get_for_step(completion.step_name, declarations);
+    }
+    if (!publisher) publisher = registry_.generic();
+    publisher_name = publisher->name();
+
+    stage = "should_publish";
+    if (!publisher->should_publish(ctx, declaration)) {
+      skip(declaration, "should_publish", result);
+      return;
+    }
+    stage = "transform_payload";
+    json payload = publisher->transform_payload(ctx, declaration);
+
+    stage = "additional_metadata";
+    json additional = publisher->additional_metadata(ctx, declaration);
+    if (!additional.is_null() && !additional.is_object()) {
+      throw ValidationError("additional_metadata",
+                            "expected object, got " + std::string(jf::type_name(additional)));
+    }
+
+    stage = "schema";
+    if (declaration.schema) declaration.schema->check(payload);
+
+    stage = "build_event";
+    event = DomainEvent::create(declaration.name, std::move(payload),
+                                build_metadata(completion, publisher_name, additional),
+                                ExecutionResult::of(completion));
+
+    stage = "before_publish";
+    if (!publisher->before_publish(ctx, event)) {
+      skip(declaration, "before_publish", result);
+      return;
+    }
+
+    stage = "route";
+    router_.route(event, declaration.delivery_mode);
+    result.published.push_back(event);
+    count_published(declaration, publisher_name);
+
+    stage = "after_publish";
+    publisher->after_publish(ctx, event);
+  } catch (...) {
+    Publisher& target = publisher ? *publisher : *registry_.generic();
+    fail(ctx, target, std::string(stage), event ? event->event_id() : std::string(),
+         std::current_exception(), result);
+  }
+}
+
+void PublishingPipeline::skip(const EventDeclaration& declaration, std::string_view reason,
+                              PublishResult& result) {
+  skipped_.fetch_add(1, std::memory_order_relaxed);
+  by_reason_[reason_index(reason)].fetch_add(1, std::memory_order_relaxed);
+  result.skipped.push_back(SkippedEvent{declaration.name, std::string(reason)});
+}
+
+void PublishingPipeline::count_published(const EventDeclaration& declaration,
+                                         const std::string& publisher) {
+  published_.fetch_add(1, std::memory_order_relaxed);
+  by_mode_[mode_index(declaration.delivery_mode)].fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(counts_mutex_);
+  ++by_event_[declaration.name];
+  ++by_publisher_[publisher];
+}
+
+void PublishingPipeline::fail(const StepEventContext& ctx, Publisher& publisher, std::string stage,
+                              const std::string& event_id, std::exception_ptr error,
+                              PublishResult& result) noexcept {
+  try {
+    failed_.fetch_add(1, std::memory_order_relaxed);
+    PublishFailure failure{std::move(stage), ctx.declaration.name, describe(error), error, {}};
+    try {
+      failure.publisher = publisher.name();
+    } catch (...) {
+      failure.publisher = "(name() threw)";
+    }
+    {
+      std::lock_guard lock(counts_mutex_);
+      ++by_stage_[failure.stage];
+    }
+
+    std::uint64_t suppressed = 0;
+    if (failure_log_limit_.allow(&suppressed)) {
+      logger()->warn(
+          "publish failed: event_name={} event_id={} correlation_id={} step_name={} publisher={} "
+          "stage={}: {}{}",
+          failure.event_name, event_id.empty() ? "-" : event_id, ctx.correlation_id(),
+          ctx.step_name(), failure.publisher, failure.stage, failure.message,
+          suppressed_note(suppressed));
+    }
+
+    try {
+      publisher.on_publish_error(ctx, ctx.declaration, failure);
+    } catch (...) {
+      hook_errors_.fetch_add(1, std::memory_order_relaxed);
+      if (failure_log_limit_.allow(&suppressed)) {
+        logger()->error(
+            "on_publish_error of publisher '{}' threw: event_name={} correlation_id={}: {}{}",
+            failure.publisher, failure.event_name, ctx.correlation_id(),
+            describe(std::current_exception()), suppressed_note(suppressed));
+      }
+    }
+    result.failed.push_back(std::move(failure));
+  } catch (...) {
+    // Out of memory while reporting: the failure is counted; nothing more can be done safely.
+  }
+}
+
+std::uint64_t PublishingPipeline::published_count() const noexcept {
+  return published_.load(std::memory_order_relaxed);
+}
+std::uint64_t PublishingPipeline::skipped_count() const noexcept {
+  return skipped_.load(std::memory_order_relaxed);
+}
+std::uint64_t PublishingPipeline::failed_count() const noexcept {
+  return failed_.load(std::memory_order_relaxed);
+}
+
+json PublishingPipeline::stats() const {
+  json j = {{"published", published_count()},
+            {"skipped", skipped_count()},
+            {"failed", failed_count()},
+            {"hook_errors", hook_errors_.load(std::memory_order_relaxed)}};
+  json modes = json::object();
+  for (auto mode : {DeliveryMode::in_process, DeliveryMode::zeromq, DeliveryMode::broadcast}) {
+    modes[std::string(to_string(mode))] = by_mode_[mode_index(mode)].load(std::memory_order_relaxed);
+  }
+  j["published_by_delivery_mode"] = std::move(modes);
+  json reasons = json::object();
+  for (std::size_t i = 0; i < kSkipReasons.size(); ++i) {
+    reasons[std::string(kSkipReasons[i])] = by_reason_[i].load(std::memory_order_relaxed);
+  }
+  j["skipped_by_reason"] = std::move(reasons);
+  std::lock_guard lock(counts_mutex_);
+  j["published_by_event"] = json(by_event_);
+  j["published_by_publisher"] = json(by_publisher_);
+  j["failed_by_stage"] = json(by_stage_);
+  return j;
+}
+
+}  // namespace herald
