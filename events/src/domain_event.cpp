@@ -58,11 +58,12 @@ EventMetadata EventMetadata::from_json(const json& j, std::string_view path) {
 }
 
 ExecutionResult ExecutionResult::of(const StepCompletion& c) {
-  return ExecutionResult{c.success, c.retryable, c.retry_count, c.error};
+  return ExecutionResult{c.success, c.retryable, c.retry_count, c.max_retries, c.error};
 }
 
 json ExecutionResult::to_json() const {
-  json j = {{"success", success}, {"retryable", retryable}, {"retry_count", retry_count}};
+  json j = {{"success", success}, {"retryable", retryable}, {"retry_count", retry_count},
+            {"max_retries", max_retries}};
   j["error"] = error ? json{{"message", error->message}, {"error_type", error->error_type}}
                      : json(nullptr);
   return j;
@@ -74,6 +75,7 @@ ExecutionResult ExecutionResult::from_json(const json& j, std::string_view path)
   r.success = jf::optional_bool(j, "success", path).value_or(true);
   r.retryable = jf::optional_bool(j, "retryable", path).value_or(false);
   r.retry_count = static_cast<int>(jf::optional_int(j, "retry_count", path, 0, INT_MAX).value_or(0));
+  r.max_retries = static_cast<int>(jf::optional_int(j, "max_retries", path, 0, INT_MAX).value_or(0));
   if (const json* e = jf::find(j, "error")) {
     const auto epath = jf::join(path, "error");
     jf::require_object(*e, epath);

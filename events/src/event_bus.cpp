@@ -64,7 +64,7 @@ struct Mailbox {
   bool scheduled = false;  // in the ready queue
   int running = 0;         // handler calls in progress (pool: 0 or 1; inline may nest)
   std::atomic<bool> closed{false};  // unsubscribed or bus stopped (written under mutex)
-  bool paused = false;
+  std::atomic<bool> paused{false};  // written under mutex; read lock-free between events
   std::thread::id running_thread;
   std::size_t blocked_publishers = 0;
   std::uint64_t received = 0, handled = 0, failed = 0, dropped = 0, slow = 0;
@@ -322,6 +322,17 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
           dropped = batch.size() - i;
           break;
         }
+        if (i > 0 && mb->paused.load(std::memory_order_acquire)) {
+          // Paused mid-batch (a circuit breaker opened): hand the rest back, in order, to be
+          // held with the queued events. They stay pending; nothing is counted.
+          std::lock_guard lock(mb->mutex);
+          if (!mb->closed) {
+            mb->queue.insert(mb->queue.begin(), std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i)),
+                             std::make_move_iterator(batch.end()));
+            batch.resize(i);
+            break;
+          }
+        }
         std::string error;
         if (invoke_one(*mb, batch[i], error)) {
           ++handled;
@@ -484,11 +495,11 @@ Subscription& Subscription::operator=(Subscription&& other) noexcept {
 }
 
 void Subscription::unsubscribe() {
-  auto mailbox = std::move(mailbox_);
-  mailbox_.reset();
-  if (!mailbox) return;
-  if (auto core = core_.lock()) core->unsubscribe(mailbox);
+  // The mailbox is kept so that stats() still reports the final counters (including what this
+  // unsubscribe dropped); only the link to the bus goes.
+  auto core = core_.lock();
   core_.reset();
+  if (mailbox_ && core) core->unsubscribe(mailbox_);
 }
 
 void Subscription::release() noexcept {
@@ -497,7 +508,7 @@ void Subscription::release() noexcept {
 }
 
 bool Subscription::active() const noexcept {
-  if (!mailbox_ || core_.expired()) return false;
+  if (!mailbox_ || core_.expired()) return false;  // never subscribed, unsubscribed, or bus gone
   std::lock_guard lock(mailbox_->mutex);
   return !mailbox_->closed;
 }

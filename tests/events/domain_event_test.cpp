@@ -73,7 +73,7 @@ TEST(DomainEvents, JsonRoundTripPreservesEveryField) {
   md.correlation_id = "c";
   md.fired_by = "payment_events";
   md.extra = {{"publisher", "payment_events"}, {"n", 3}};
-  herald::ExecutionResult r{false, true, 2, herald::StepError{"declined", "CardError"}};
+  herald::ExecutionResult r{false, true, 2, 3, herald::StepError{"declined", "CardError"}};
   const auto e = DomainEvent::create("payment.failed", {{"x", {1, 2}}}, md, r);
   const auto back = DomainEvent::from_json(json::parse(e->json_text()));
   EXPECT_EQ(back->event_id(), e->event_id());

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <mutex>
+#include <numeric>
 #include <thread>
 
 using herald::DomainEvent;
@@ -390,4 +391,50 @@ TEST(OverflowPolicies, ParseAndPrintEveryPolicyAndRejectUnknownByName) {
   } catch (const herald::UnknownValueError& e) {
     EXPECT_NE(std::string(e.what()).find("'drop_all'"), std::string::npos);
   }
+}
+
+TEST(EventBusPause, PausingMidBatchHoldsTheRestOfTheBatchInOrder) {
+  EventBus bus({.dispatcher_threads = 1, .batch_size = 64});
+  std::vector<int> seen;
+  herald::Subscription sub;
+  std::mutex m;
+  sub = bus.subscribe({"#"}, [&](const EventPtr& e) {
+    const int n = e->payload()["n"];
+    seen.push_back(n);
+    if (n == 4) {
+      std::lock_guard lock(m);
+      sub.pause();  // like a circuit breaker opening on a failure
+    }
+  });
+  {
+    std::lock_guard lock(m);
+    sub.pause();
+    for (int i = 0; i < 20; ++i) bus.publish(make("x", i));
+    sub.resume();  // one batch of 20 starts
+  }
+  ASSERT_TRUE(wait_for([&] { return sub.stats().handled == 5; }));
+  EXPECT_FALSE(bus.drain(50ms));  // the other 15 are held, not lost
+  EXPECT_EQ(sub.stats().queue_depth, 15u);
+  {
+    std::lock_guard lock(m);
+    sub.resume();
+  }
+  ASSERT_TRUE(bus.drain(5s));
+  std::vector<int> expected(20);
+  std::iota(expected.begin(), expected.end(), 0);
+  EXPECT_EQ(seen, expected);
+  expect_invariant(sub.stats());
+}
+
+TEST(EventBusStats, StatsSurviveUnsubscribeWithTheDropsItMade) {
+  EventBus bus({.dispatcher_threads = 1});
+  auto sub = bus.subscribe({"#"}, [](const EventPtr&) {});
+  sub.pause();
+  for (int i = 0; i < 4; ++i) bus.publish(make("x", i));
+  sub.unsubscribe();
+  const auto s = sub.stats();
+  EXPECT_EQ(s.received, 4u);
+  EXPECT_EQ(s.dropped, 4u);
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_FALSE(sub.active());
 }

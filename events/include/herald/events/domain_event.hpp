@@ -39,7 +39,11 @@ struct ExecutionResult {
   bool success = true;
   bool retryable = false;
   int retry_count = 0;
+  int max_retries = 0;
   std::optional<StepError> error;
+
+  /// Failed, retryable and retries left: the step will run again (StepCompletion::will_retry).
+  bool will_retry() const noexcept { return !success && retryable && retry_count < max_retries; }
 
   static ExecutionResult of(const StepCompletion& completion);
   nlohmann::json to_json() const;

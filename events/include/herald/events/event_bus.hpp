@@ -80,7 +80,8 @@ class Subscription {
   Subscription(const Subscription&) = delete;
   Subscription& operator=(const Subscription&) = delete;
 
-  /// Stops deliveries. Queued events are dropped (and counted); when it returns, the handler is
+  /// Stops deliveries. Queued events are dropped (and counted; stats() keeps reporting the final
+  /// counters after unsubscribe); when it returns, the handler is
   /// not running and will not run again, unless called from inside that handler, in which case
   /// the current call finishes normally. Idempotent. Safe after the bus is gone.
   void unsubscribe();
@@ -90,7 +91,9 @@ class Subscription {
   const std::string& name() const noexcept;
   SubscriptionStats stats() const;
   /// Holds deliveries: events keep arriving (bounded by the mailbox and its overflow policy)
-  /// but the handler is not called until resume(). Used by circuit breakers.
+  /// but the handler is not called until resume(). Takes effect before the next event, also in
+  /// the middle of a dispatcher's batch. Used by circuit breakers. Ignored in inline mode, where
+  /// there is no mailbox to hold events in (the handler runs on the publishing thread).
   void pause();
   void resume();
 

@@ -1,0 +1,92 @@
+// AuditSubscriber: appends every event it receives to a JSON Lines file.
+//
+// Each event is written as its json_text() plus "\n" in one ::write to a file opened with
+// O_WRONLY|O_APPEND|O_CREAT|O_CLOEXEC (a partial write is continued until the line is complete),
+// so the line reaches the kernel whole before handle() returns: a kill -9 of the process at any
+// point leaves a file of complete JSON lines. (A machine crash can lose lines the kernel had not
+// written back; set AuditOptions::fsync to fdatasync after each line.) If a write fails after
+// part of a line was written (disk full), the file is truncated back to the end of the last
+// complete line, which assumes this subscriber is the file's only writer.
+//
+// Write errors are counted, logged (rate-limited) and reported as a failed SubscriberResult.
+// After one, health_check() is false for AuditOptions::recheck_after (or until a write
+// succeeds), then true again, so that an open circuit breaker lets the next event try the disk:
+// if that write fails too, the breaker opens again.
+#pragma once
+
+#include <herald/subscribers/subscriber.hpp>
+
+#include <herald/events/log.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace herald {
+
+struct AuditOptions {
+  bool fsync = false;              ///< fdatasync after every line
+  std::uint32_t file_mode = 0644;  ///< permissions of a newly created file (before umask)
+  /// How long health_check() stays false after a write error.
+  std::chrono::milliseconds recheck_after{10'000};
+  /// Capacity, overflow policy, block timeout, slow threshold (name is the subscriber's).
+  SubscribeOptions subscribe{};
+  CircuitBreakerOptions breaker{};
+};
+
+/// Thread safe: handle(), health_check() and the accessors may run concurrently; on_start and
+/// on_stop open and close the file under the same lock as the writes.
+class AuditSubscriber : public Subscriber {
+ public:
+  AuditSubscriber(std::string name, std::vector<std::string> patterns, std::filesystem::path path,
+                  AuditOptions options = {});
+  ~AuditSubscriber() override;
+  AuditSubscriber(const AuditSubscriber&) = delete;
+  AuditSubscriber& operator=(const AuditSubscriber&) = delete;
+
+  std::string name() const override { return name_; }
+  std::vector<std::string> subscribes_to() const override { return patterns_; }
+  SubscribeOptions subscribe_options() const override;
+  CircuitBreakerOptions circuit_breaker() const override { return options_.breaker; }
+
+  /// Opens (creating if needed) the file for appending. Throws Error naming the path and the
+  /// system's reason ("... cannot open '/x/audit.jsonl': No such file or directory"). The parent
+  /// directory must exist. Calling it again while open does nothing.
+  void on_start() override;
+  /// Closes the file.
+  void on_stop() override;
+  /// Writes the line. A write error is a failure result naming the path and the reason.
+  SubscriberResult handle(const EventPtr& event) override;
+  /// Open, and no write error within the last recheck_after (see the header comment).
+  bool health_check() override;
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+  bool is_open() const;
+  std::uint64_t lines_written() const noexcept { return lines_.load(std::memory_order_relaxed); }
+  std::uint64_t bytes_written() const noexcept { return bytes_.load(std::memory_order_relaxed); }
+  std::uint64_t write_errors() const noexcept { return errors_.load(std::memory_order_relaxed); }
+
+ private:
+  void close_locked() noexcept;
+
+  std::string name_;
+  std::vector<std::string> patterns_;
+  std::filesystem::path path_;
+  AuditOptions options_;
+
+  mutable std::mutex mutex_;  // guards fd_, line_, last_errno_
+  int fd_ = -1;
+  std::string line_;    // reused buffer: json_text() + '\n'
+  int last_errno_ = 0;  // errno of the last failed write, 0 after a success
+  std::chrono::steady_clock::time_point last_error_at_{};
+  std::atomic<std::uint64_t> lines_{0};
+  std::atomic<std::uint64_t> bytes_{0};
+  std::atomic<std::uint64_t> errors_{0};
+  RateLimiter error_log_{5, std::chrono::seconds(10)};
+};
+
+}  // namespace herald

@@ -1,0 +1,124 @@
+#include <herald/subscribers/audit.hpp>
+
+#include <herald/events/error.hpp>
+
+#include <cerrno>
+#include <system_error>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace herald {
+
+namespace {
+std::string errno_text(int err) { return std::system_category().message(err); }
+}  // namespace
+
+AuditSubscriber::AuditSubscriber(std::string name, std::vector<std::string> patterns,
+                                 std::filesystem::path path, AuditOptions options)
+    : name_(std::move(name)),
+      patterns_(std::move(patterns)),
+      path_(std::move(path)),
+      options_(std::move(options)) {
+  if (path_.empty()) throw Error("audit subscriber '" + name_ + "': the file path is empty");
+}
+
+AuditSubscriber::~AuditSubscriber() {
+  std::lock_guard lock(mutex_);
+  close_locked();
+}
+
+SubscribeOptions AuditSubscriber::subscribe_options() const {
+  auto o = options_.subscribe;
+  o.name = name_;
+  return o;
+}
+
+void AuditSubscriber::on_start() {
+  std::lock_guard lock(mutex_);
+  if (fd_ >= 0) return;
+  const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                        static_cast<mode_t>(options_.file_mode));
+  if (fd < 0) {
+    const int err = errno;
+    throw Error("audit subscriber '" + name_ + "': cannot open '" + path_.string() +
+                "' for appending: " + errno_text(err));
+  }
+  fd_ = fd;
+  last_errno_ = 0;
+}
+
+void AuditSubscriber::on_stop() {
+  std::lock_guard lock(mutex_);
+  close_locked();
+}
+
+void AuditSubscriber::close_locked() noexcept {
+  if (fd_ < 0) return;
+  if (options_.fsync) ::fdatasync(fd_);
+  ::close(fd_);
+  fd_ = -1;
+}
+
+bool AuditSubscriber::is_open() const {
+  std::lock_guard lock(mutex_);
+  return fd_ >= 0;
+}
+
+SubscriberResult AuditSubscriber::handle(const EventPtr& event) {
+  const std::string& text = event->json_text();
+  std::lock_guard lock(mutex_);
+  if (fd_ < 0) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    return SubscriberResult::failure("audit file '" + path_.string() + "' is not open");
+  }
+  line_.assign(text);
+  line_.push_back('\n');
+
+  std::size_t written = 0;
+  int err = 0;
+  while (written < line_.size()) {
+    const ssize_t n = ::write(fd_, line_.data() + written, line_.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (err == 0 && options_.fsync && ::fdatasync(fd_) != 0) err = errno;
+
+  if (err != 0) {
+    if (written > 0 && written < line_.size()) {
+      // Cut the partial line so that the file stays valid JSON Lines (single writer).
+      const off_t end = ::lseek(fd_, 0, SEEK_END);
+      if (end >= static_cast<off_t>(written)) {
+        [[maybe_unused]] int rc = ::ftruncate(fd_, end - static_cast<off_t>(written));
+      }
+    }
+    last_errno_ = err;
+    last_error_at_ = std::chrono::steady_clock::now();
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    std::string message = "audit write to '" + path_.string() + "' failed: " + errno_text(err);
+    std::uint64_t suppressed = 0;
+    if (error_log_.allow(&suppressed)) {
+      logger()->error("subscriber '{}': {} (event_id={}){}", name_, message, event->event_id(),
+                      suppressed ? fmt::format(" ({} similar errors suppressed)", suppressed)
+                                 : "");
+    }
+    return SubscriberResult::failure(std::move(message));
+  }
+  last_errno_ = 0;
+  lines_.fetch_add(1, std::memory_order_relaxed);
+  bytes_.fetch_add(line_.size(), std::memory_order_relaxed);
+  return {};
+}
+
+bool AuditSubscriber::health_check() {
+  std::lock_guard lock(mutex_);
+  if (fd_ < 0) return false;
+  if (last_errno_ == 0) return true;
+  return std::chrono::steady_clock::now() - last_error_at_ >= options_.recheck_after;
+}
+
+}  // namespace herald
