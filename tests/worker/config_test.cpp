@@ -1,0 +1,120 @@
+#include <herald/events/error.hpp>
+#include <herald/worker/config.hpp>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+using herald::ConfigError;
+using herald::WorkerConfig;
+using nlohmann::json;
+
+namespace {
+
+json example() {
+  return json::parse(R"({
+    "worker": {"name": "payments-worker", "dispatcher_threads": 2, "shutdown_drain_timeout_ms": 5000},
+    "transports": {"zeromq": {"publish": ["ipc:///tmp/herald-demo.ipc"], "encoding": "json"}},
+    "steps": [
+      {"name": "process_payment",
+       "publishes_events": [
+         {"name": "payment.processed", "condition": "success", "delivery_mode": "broadcast",
+          "schema": {"type": "object", "required": ["amount"]}},
+         {"name": "payment.failed", "condition": "permanent_failure"}]}
+    ],
+    "subscribers": [
+      {"type": "audit", "name": "audit", "subscribes_to": ["#"], "path": "audit.jsonl"},
+      {"type": "metrics", "name": "metrics", "subscribes_to": ["payment.*"], "path": "metrics.prom"}
+    ]
+  })");
+}
+
+// The ConfigError a modified example raises: its key path and message.
+std::pair<std::string, std::string> error_of(const std::function<void(json&)>& edit) {
+  auto j = example();
+  edit(j);
+  try {
+    WorkerConfig::from_json(j, "/etc/herald");
+  } catch (const ConfigError& e) {
+    return {e.key_path(), e.what()};
+  }
+  return {"", "no error"};
+}
+
+}  // namespace
+
+TEST(WorkerConfigParsing, TheIssuesExampleParsesWithEveryValue) {
+  const auto c = WorkerConfig::from_json(example(), "/etc/herald");
+  EXPECT_EQ(c.name, "payments-worker");
+  EXPECT_EQ(c.dispatcher_threads, 2u);
+  ASSERT_TRUE(c.zeromq);
+  EXPECT_EQ(c.zeromq->publish, std::vector<std::string>{"ipc:///tmp/herald-demo.ipc"});
+  ASSERT_EQ(c.steps.at("process_payment").size(), 2u);
+  EXPECT_EQ(c.steps.at("process_payment")[0].delivery_mode, herald::DeliveryMode::broadcast);
+  EXPECT_TRUE(c.steps.at("process_payment")[0].schema.has_value());
+  EXPECT_EQ(c.steps.at("process_payment")[1].condition, herald::PublicationCondition::permanent_failure);
+  ASSERT_EQ(c.subscribers.size(), 2u);
+  EXPECT_EQ(*c.subscribers[0].path, std::filesystem::path("/etc/herald/audit.jsonl"));  // relative to the file
+  EXPECT_EQ(c.subscribers[1].subscribes_to, std::vector<std::string>{"payment.*"});
+}
+
+TEST(WorkerConfigErrors, AnUnknownKeyIsNamedWithItsPathAndASuggestion) {
+  auto [path, message] = error_of([](json& j) { j["worker"]["dispatcher_thread"] = 2; });
+  EXPECT_EQ(path, "worker.dispatcher_thread");
+  EXPECT_NE(message.find("did you mean 'dispatcher_threads'?"), std::string::npos) << message;
+  std::tie(path, message) = error_of([](json& j) { j["steps"][0]["publishes_events"][1]["conditon"] = "success"; });
+  EXPECT_EQ(path, "steps[0].publishes_events[1].conditon");
+  EXPECT_NE(message.find("did you mean 'condition'?"), std::string::npos) << message;
+  std::tie(path, message) = error_of([](json& j) { j["subscriber"] = json::array(); });
+  EXPECT_EQ(path, "subscriber");
+  EXPECT_NE(message.find("did you mean 'subscribers'?"), std::string::npos) << message;
+}
+
+TEST(WorkerConfigErrors, WrongTypesAndValuesNameTheKeyPath) {
+  EXPECT_EQ(error_of([](json& j) { j["worker"]["dispatcher_threads"] = "two"; }).first, "worker.dispatcher_threads");
+  EXPECT_EQ(error_of([](json& j) { j["steps"] = json::object(); }).first, "steps");
+  EXPECT_EQ(error_of([](json& j) { j["steps"][0]["publishes_events"][0]["condition"] = "sucess"; }).first,
+            "steps[0].publishes_events[0].condition");
+  EXPECT_EQ(error_of([](json& j) { j["steps"][0]["publishes_events"][0]["delivery_mode"] = "carrier_pigeon"; }).first,
+            "steps[0].publishes_events[0].delivery_mode");
+  EXPECT_EQ(error_of([](json& j) { j["subscribers"][1]["subscribes_to"] = {"payment..x"}; }).first,
+            "subscribers[1].subscribes_to[0]");
+  EXPECT_EQ(error_of([](json& j) { j["subscribers"][0]["type"] = "kafka"; }).first, "subscribers[0].type");
+  EXPECT_EQ(error_of([](json& j) { j["subscribers"][0].erase("path"); }).first, "subscribers[0].path");
+  EXPECT_EQ(error_of([](json& j) { j["subscribers"][1]["name"] = "audit"; }).first, "subscribers[1].name");
+  EXPECT_EQ(error_of([](json& j) { j["transports"]["zeromq"]["publish"] = {"http://x"}; }).first,
+            "transports.zeromq.publish[0]");
+  EXPECT_EQ(error_of([](json& j) { j["transports"]["zeromq"]["encoding"] = "xml"; }).first,
+            "transports.zeromq.encoding");
+  EXPECT_EQ(error_of([](json& j) { j["steps"].push_back(j["steps"][0]); }).first, "steps[1].name");
+  EXPECT_EQ(error_of([](json& j) { j["worker"]["intake_overflow"] = "spill"; }).first, "worker.intake_overflow");
+}
+
+TEST(WorkerConfigErrors, AnInvalidEventNameIsNamed) {
+  const auto [path, message] = error_of([](json& j) { j["steps"][0]["publishes_events"][0]["name"] = "payment processed"; });
+  EXPECT_NE(message.find("payment processed"), std::string::npos) << message;
+}
+
+TEST(WorkerConfigFiles, LoadNamesAMissingFileAndInvalidJson) {
+  const auto dir = std::filesystem::temp_directory_path() / ("herald-config-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  try {
+    WorkerConfig::load(dir / "missing.json");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.json"), std::string::npos);
+  }
+  std::ofstream(dir / "bad.json") << "{\"worker\": ";
+  try {
+    WorkerConfig::load(dir / "bad.json");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("not valid JSON"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir / "good.json") << example().dump();
+  const auto c = WorkerConfig::load(dir / "good.json");
+  EXPECT_EQ(c.source, dir / "good.json");
+  EXPECT_EQ(*c.subscribers[0].path, dir / "audit.jsonl");
+  std::filesystem::remove_all(dir);
+}

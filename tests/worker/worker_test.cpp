@@ -1,0 +1,340 @@
+#include <herald/events/error.hpp>
+#include <herald/worker/worker.hpp>
+
+#include <gtest/gtest.h>
+#include <wait_for.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+
+using herald::StepCompletion;
+using herald::Worker;
+using herald::WorkerConfig;
+using herald::WorkerState;
+using herald::testing::wait_for;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+WorkerConfig payments_config(std::size_t threads = 2) {
+  return WorkerConfig::from_json(json{
+      {"worker", {{"name", "test-worker"}, {"dispatcher_threads", threads}}},
+      {"steps",
+       {{{"name", "process_payment"},
+         {"publishes_events",
+          {{{"name", "payment.processed"}, {"condition", "success"}},
+           {{"name", "payment.failed"}, {"condition", "permanent_failure"}},
+           {{"name", "payment.retrying"}, {"condition", "retryable_failure"}}}}}}}});
+}
+
+StepCompletion completion(bool success, int n = 0, bool retryable = false) {
+  StepCompletion c;
+  c.step_name = "process_payment";
+  c.success = success;
+  c.retryable = retryable;
+  c.max_retries = 3;
+  c.result = {{"n", n}};
+  c.correlation_id = "corr-" + std::to_string(n);
+  return c;
+}
+
+// Records every event it sees, in order.
+class RecordingSubscriber : public herald::Subscriber {
+ public:
+  explicit RecordingSubscriber(std::string name, std::vector<std::string> patterns = {"#"})
+      : name_(std::move(name)), patterns_(std::move(patterns)) {}
+  std::string name() const override { return name_; }
+  std::vector<std::string> subscribes_to() const override { return patterns_; }
+  herald::SubscriberResult handle(const herald::EventPtr& event) override {
+    std::lock_guard lock(mutex_);
+    events_.push_back(event);
+    return {};
+  }
+  std::vector<herald::EventPtr> events() const {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+
+ private:
+  std::string name_;
+  std::vector<std::string> patterns_;
+  mutable std::mutex mutex_;
+  std::vector<herald::EventPtr> events_;
+};
+
+std::vector<std::string> names_of(const std::vector<herald::EventPtr>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(e->event_name());
+  return out;
+}
+
+}  // namespace
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  herald::PublisherRegistry publishers_;
+};
+
+TEST_F(WorkerTest, GoesThroughEveryStateOfAGracefulLife) {
+  Worker worker(payments_config(), &publishers_);
+  std::vector<std::string> transitions;
+  worker.on_state_change([&](WorkerState from, WorkerState to) {
+    transitions.push_back(std::string(herald::to_string(from)) + "->" + std::string(herald::to_string(to)));
+  });
+  EXPECT_EQ(worker.state(), WorkerState::initializing);
+  worker.start();
+  EXPECT_EQ(worker.state(), WorkerState::running);
+  worker.stop();
+  EXPECT_EQ(worker.state(), WorkerState::stopped);
+  EXPECT_EQ(transitions, (std::vector<std::string>{"INITIALIZING->STARTING", "STARTING->RUNNING",
+                                                   "RUNNING->STOPPING", "STOPPING->STOPPED"}));
+}
+
+TEST_F(WorkerTest, CompletionsBecomeEventsForSubscribersByCondition) {
+  Worker worker(payments_config(), &publishers_);
+  auto recorder = std::make_shared<RecordingSubscriber>("recorder");
+  worker.add_subscriber(recorder);
+  worker.start();
+  EXPECT_TRUE(worker.complete_step(completion(true, 1)));
+  EXPECT_TRUE(worker.complete_step(completion(false, 2, /*retryable=*/true)));
+  EXPECT_TRUE(worker.complete_step(completion(false, 3, /*retryable=*/false)));
+  ASSERT_TRUE(worker.drain(10s));
+  EXPECT_EQ(names_of(recorder->events()),
+            (std::vector<std::string>{"payment.processed", "payment.retrying", "payment.failed"}));
+  EXPECT_EQ(recorder->events()[0]->metadata().correlation_id, "corr-1");
+  worker.stop();
+}
+
+TEST_F(WorkerTest, HooksRunInOrderAndShutdownHooksInReverse) {
+  Worker worker(payments_config(), &publishers_);
+  std::vector<std::string> calls;
+  std::mutex m;
+  auto note = [&](std::string what) {
+    std::lock_guard lock(m);
+    calls.push_back(std::move(what));
+  };
+  worker.on_startup([&] { note("startup1"); });
+  worker.on_startup([&] { note("startup2"); });
+  worker.on_shutdown([&] { note("shutdown1"); });
+  worker.on_shutdown([&] { note("shutdown2"); });
+  worker.on_success([&](const StepCompletion& c) { note("success " + c.correlation_id); });
+  worker.on_error([&](const StepCompletion& c, const herald::PublishFailure&) { note("error " + c.correlation_id); });
+  worker.start();
+  worker.complete_step(completion(true, 1));
+  ASSERT_TRUE(worker.drain(10s));
+  worker.stop();
+  EXPECT_EQ(calls, (std::vector<std::string>{"startup1", "startup2", "success corr-1", "shutdown2", "shutdown1"}));
+}
+
+TEST_F(WorkerTest, AFailingStartupHookNamesTheHookRunsShutdownHooksAndProcessesNothing) {
+  Worker worker(payments_config(), &publishers_);
+  std::vector<std::string> calls;
+  std::vector<std::string> states;
+  worker.on_state_change([&](WorkerState, WorkerState to) { states.emplace_back(herald::to_string(to)); });
+  worker.on_startup([&] { calls.push_back("startup1"); }, "open_db");
+  worker.on_startup([] { throw std::runtime_error("connection refused"); }, "connect_cache");
+  worker.on_startup([&] { calls.push_back("startup3"); }, "never");
+  worker.on_shutdown([&] { calls.push_back("shutdown"); });
+  try {
+    worker.start();
+    FAIL() << "start() should have thrown";
+  } catch (const herald::StartupError& e) {
+    EXPECT_EQ(e.hook(), "connect_cache");
+    EXPECT_NE(std::string(e.what()).find("connection refused"), std::string::npos);
+  }
+  EXPECT_EQ(calls, (std::vector<std::string>{"startup1", "shutdown"}));
+  EXPECT_EQ(states, (std::vector<std::string>{"STARTING", "ERROR", "STOPPING", "STOPPED"}));
+  EXPECT_EQ(worker.state(), WorkerState::stopped);
+  EXPECT_FALSE(worker.complete_step(completion(true)));
+}
+
+TEST_F(WorkerTest, RunReportsAFailingStartupHookWithANonZeroExitCode) {
+  Worker worker(payments_config(), &publishers_);
+  worker.on_startup([] { throw std::runtime_error("nope"); }, "broken");
+  EXPECT_EQ(worker.run(/*handle_signals=*/false), 1);
+  EXPECT_EQ(worker.state(), WorkerState::stopped);
+}
+
+TEST_F(WorkerTest, EveryShutdownHookRunsEvenWhenOneThrowsAndErrorsAreReported) {
+  Worker worker(payments_config(), &publishers_);
+  std::vector<int> ran;
+  worker.on_shutdown([&] { ran.push_back(1); }, "first");
+  worker.on_shutdown([&] { ran.push_back(2); throw std::runtime_error("disk gone"); }, "second");
+  worker.on_shutdown([&] { ran.push_back(3); }, "third");
+  worker.start();
+  const auto report = worker.stop();
+  EXPECT_EQ(ran, (std::vector<int>{3, 2, 1}));
+  ASSERT_EQ(report.hook_errors.size(), 1u);
+  EXPECT_NE(report.hook_errors[0].find("second"), std::string::npos);
+  EXPECT_NE(report.hook_errors[0].find("disk gone"), std::string::npos);
+}
+
+TEST_F(WorkerTest, RegisteringAHookAfterStartIsAnError) {
+  Worker worker(payments_config(), &publishers_);
+  worker.start();
+  EXPECT_THROW(worker.on_startup([] {}), herald::StateError);
+  EXPECT_THROW(worker.on_success([](const StepCompletion&) {}), herald::StateError);
+  EXPECT_THROW(worker.on_worker_startup([] {}), herald::StateError);
+  worker.stop();
+}
+
+TEST_F(WorkerTest, PerWorkerHooksRunOnEachDispatcherThread) {
+  Worker worker(payments_config(/*threads=*/3), &publishers_);
+  std::mutex m;
+  std::set<std::thread::id> started, stopped;
+  worker.on_worker_startup([&] { std::lock_guard l(m); started.insert(std::this_thread::get_id()); });
+  worker.on_worker_shutdown([&] { std::lock_guard l(m); stopped.insert(std::this_thread::get_id()); });
+  worker.start();
+  ASSERT_TRUE(wait_for([&] { std::lock_guard l(m); return started.size() == 3; }));
+  worker.stop();
+  EXPECT_EQ(started, stopped);
+  EXPECT_EQ(started.count(std::this_thread::get_id()), 0u);
+}
+
+TEST_F(WorkerTest, OnErrorSeesPublishFailuresAndAThrowingOnErrorIsNotFatal) {
+  auto config = WorkerConfig::from_json(json{
+      {"worker", {{"dispatcher_threads", 1}}},
+      {"steps", {{{"name", "process_payment"},
+                  {"publishes_events", {{{"name", "payment.processed"},
+                                         {"schema", {{"type", "object"}, {"required", {"amount"}}}}}}}}}}});
+  Worker worker(config, &publishers_);
+  std::vector<std::string> errors;
+  worker.on_error([&](const StepCompletion&, const herald::PublishFailure& f) {
+    errors.push_back(f.stage + ": " + f.message);
+    throw std::runtime_error("hook blew up");
+  });
+  worker.start();
+  worker.complete_step(completion(true, 1));  // result {"n":1} lacks "amount"
+  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("schema"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("amount"), std::string::npos) << errors[0];
+  EXPECT_EQ(worker.state(), WorkerState::running);
+  const auto status = worker.status();
+  EXPECT_EQ(status["completions"]["failed"], 1);
+  EXPECT_EQ(status["hook_errors"], 1);
+  worker.stop();
+}
+
+TEST_F(WorkerTest, AnUnknownStepIsReportedToOnErrorNamingTheStep) {
+  Worker worker(payments_config(), &publishers_);
+  std::string message;
+  worker.on_error([&](const StepCompletion&, const herald::PublishFailure& f) { message = f.message; });
+  worker.start();
+  auto c = completion(true);
+  c.step_name = "ship_order";
+  worker.complete_step(c);
+  ASSERT_TRUE(worker.drain(10s));
+  EXPECT_NE(message.find("unknown step 'ship_order'"), std::string::npos) << message;
+  EXPECT_NE(message.find("process_payment"), std::string::npos) << message;
+  EXPECT_EQ(worker.status()["completions"]["unknown_step"], 1);
+  worker.stop();
+}
+
+TEST_F(WorkerTest, StopDrainsEveryAcceptedCompletionAndItsEvents) {
+  Worker worker(payments_config(), &publishers_);
+  auto recorder = std::make_shared<RecordingSubscriber>("recorder", std::vector<std::string>{"payment.processed"});
+  worker.add_subscriber(recorder);
+  worker.start();
+  constexpr int kCount = 5000;
+  for (int i = 0; i < kCount; ++i) ASSERT_TRUE(worker.complete_step(completion(true, i)));
+  const auto report = worker.stop(30s);
+  EXPECT_TRUE(report.graceful);
+  EXPECT_EQ(report.intake_undelivered, 0u);
+  EXPECT_EQ(report.events_undelivered, 0u);
+  const auto events = recorder->events();
+  ASSERT_EQ(events.size(), static_cast<std::size_t>(kCount));
+  for (int i = 0; i < kCount; ++i) EXPECT_EQ(events[i]->payload()["n"], i);  // completion order kept
+  EXPECT_FALSE(worker.complete_step(completion(true)));                     // intake closed
+}
+
+TEST_F(WorkerTest, CompleteStepIsSafeFromManyThreads) {
+  Worker worker(payments_config(), &publishers_);
+  auto recorder = std::make_shared<RecordingSubscriber>("recorder");
+  worker.add_subscriber(recorder);
+  worker.start();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 1000; ++i) worker.complete_step(completion(true, i));
+    });
+  }
+  for (auto& th : threads) th.join();
+  worker.stop(30s);
+  EXPECT_EQ(recorder->events().size(), 4000u);
+  EXPECT_EQ(worker.status()["completions"]["processed"], 4000);
+}
+
+TEST_F(WorkerTest, StatusReportsStateCountsQueuesAndSubscribers) {
+  Worker worker(payments_config(), &publishers_);
+  worker.add_subscriber(std::make_shared<RecordingSubscriber>("recorder"));
+  worker.start();
+  worker.complete_step(completion(true, 1));
+  worker.complete_step(completion(false, 2));
+  ASSERT_TRUE(worker.drain(10s));
+  const auto s = worker.status();
+  EXPECT_EQ(s["state"], "RUNNING");
+  EXPECT_EQ(s["worker"], "test-worker");
+  EXPECT_EQ(s["completions"]["received"], 2);
+  EXPECT_EQ(s["completions"]["processed"], 2);
+  EXPECT_EQ(s["events"]["published_by_event"]["payment.processed"], 1);
+  EXPECT_EQ(s["events"]["published_by_event"]["payment.failed"], 1);
+  EXPECT_TRUE(s["queues"].contains("intake_depth"));
+  EXPECT_TRUE(s["subscribers"].dump().find("recorder") != std::string::npos) << s.dump();
+  EXPECT_TRUE(worker.health()["healthy"].get<bool>());
+  worker.stop();
+  EXPECT_FALSE(worker.health()["healthy"].get<bool>());
+}
+
+TEST_F(WorkerTest, RequestStopEndsRunGracefully) {
+  Worker worker(payments_config(), &publishers_);
+  auto recorder = std::make_shared<RecordingSubscriber>("recorder");
+  worker.add_subscriber(recorder);
+  std::thread runner([&] { EXPECT_EQ(worker.run(/*handle_signals=*/false), 0); });
+  ASSERT_TRUE(wait_for([&] { return worker.state() == WorkerState::running; }));
+  for (int i = 0; i < 100; ++i) worker.complete_step(completion(true, i));
+  worker.request_stop();
+  runner.join();
+  EXPECT_EQ(worker.state(), WorkerState::stopped);
+  EXPECT_EQ(recorder->events().size(), 100u);
+}
+
+TEST_F(WorkerTest, MissingDeclaredPublishersFailStartNamingThem) {
+  auto config = WorkerConfig::from_json(json{
+      {"steps", {{{"name", "s"}, {"publishes_events", {{{"name", "a.b"}, {"publisher", "ghost"}}}}}}}});
+  Worker worker(config, &publishers_);
+  try {
+    worker.start();
+    FAIL();
+  } catch (const herald::RegistryError& e) {
+    EXPECT_NE(std::string(e.what()).find("ghost"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(worker.state(), WorkerState::stopped);
+}
+
+TEST_F(WorkerTest, ReloadAppliesNewDeclarationsToLaterCompletions) {
+  Worker worker(payments_config(), &publishers_);
+  auto recorder = std::make_shared<RecordingSubscriber>("recorder");
+  worker.add_subscriber(recorder);
+  worker.start();
+  worker.complete_step(completion(true, 1));
+  ASSERT_TRUE(worker.drain(10s));
+  worker.reload(WorkerConfig::from_json(json{
+      {"steps", {{{"name", "process_payment"},
+                  {"publishes_events", {{{"name", "payment.settled"}, {"condition", "always"}}}}}}}}));
+  worker.complete_step(completion(true, 2));
+  ASSERT_TRUE(worker.drain(10s));
+  EXPECT_EQ(names_of(recorder->events()), (std::vector<std::string>{"payment.processed", "payment.settled"}));
+  worker.stop();
+}
+
+TEST(WorkerStates, ParseAndPrintEveryState) {
+  for (auto s : {WorkerState::initializing, WorkerState::starting, WorkerState::running,
+                 WorkerState::stopping, WorkerState::stopped, WorkerState::error}) {
+    EXPECT_EQ(herald::parse_worker_state(herald::to_string(s)), s);
+  }
+  EXPECT_THROW(herald::parse_worker_state("PAUSED"), herald::UnknownValueError);
+}

@@ -1,0 +1,73 @@
+// Worker configuration: the JSON file `herald run --config` reads, validated with errors that
+// name the key path ("steps[0].publishes_events[1].condition: unknown publication condition
+// 'sucess' (expected one of: ...)"). Unknown keys are errors, with a "did you mean" when close.
+#pragma once
+
+#include <herald/events/event_bus.hpp>
+#include <herald/publishers/declaration.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace herald {
+
+/// ZeroMQ publishing for events with delivery mode zeromq/broadcast.
+struct ZmqTransportConfig {
+  std::vector<std::string> publish;  ///< endpoints
+  bool bind = true;                  ///< bind (default) or connect (e.g. to a proxy)
+  std::string encoding = "json";     ///< json | msgpack
+  int send_hwm = 100'000;
+  std::chrono::milliseconds linger{1'000};
+  std::optional<std::filesystem::path> curve_secret_key;  ///< server side (bind)
+  std::optional<std::filesystem::path> curve_server_key;  ///< client side (connect)
+  std::vector<std::filesystem::path> curve_allow;         ///< allowed client public keys
+};
+
+/// A built-in subscriber declared in the file ("audit" or "metrics").
+struct SubscriberConfig {
+  std::string type;
+  std::string name;
+  std::vector<std::string> subscribes_to;
+  std::optional<std::filesystem::path> path;  ///< resolved against the file's folder
+  bool fsync = false;                         ///< audit: fdatasync per event
+  std::size_t capacity = 10'000;
+  OverflowPolicy overflow = OverflowPolicy::block;
+  std::chrono::milliseconds block_timeout{5'000};
+  std::chrono::milliseconds dispatch_timeout{0};  ///< slow-handler threshold (0: off)
+  std::uint32_t breaker_failure_threshold = 0;    ///< circuit breaker (0: off)
+  std::chrono::milliseconds breaker_cooldown{5'000};
+  nlohmann::json to_json() const;
+  friend bool operator==(const SubscriberConfig&, const SubscriberConfig&) = default;
+};
+
+struct WorkerConfig {
+  std::string name = "herald-worker";
+  std::size_t dispatcher_threads = 0;  ///< 0: one per core
+  bool inline_dispatch = false;
+  std::chrono::milliseconds shutdown_drain_timeout{5'000};
+  std::size_t intake_capacity = 10'000;
+  OverflowPolicy intake_overflow = OverflowPolicy::block;
+  std::chrono::milliseconds intake_block_timeout{5'000};
+  std::optional<ZmqTransportConfig> zeromq;
+  /// step name -> the events it publishes (`publishes_events`)
+  std::map<std::string, std::vector<EventDeclaration>> steps;
+  std::vector<SubscriberConfig> subscribers;
+  /// Where the file was read from (empty when built in code); relative paths resolve here.
+  std::filesystem::path source;
+
+  /// Validates; throws ConfigError naming the key path. `base_dir` resolves relative paths.
+  static WorkerConfig from_json(const nlohmann::json& j, const std::filesystem::path& base_dir = {});
+  /// Reads and validates a file; ConfigError names the file for unreadable or invalid JSON.
+  static WorkerConfig load(const std::filesystem::path& file);
+  /// Publisher names the step declarations refer to.
+  std::vector<std::string> declared_publishers() const;
+};
+
+}  // namespace herald

@@ -1,0 +1,125 @@
+// The Worker: the process-level host of publishers and subscribers. It takes in step
+// completions, publishes their events, delivers them to subscribers and transports, and runs a
+// lifecycle with hooks and graceful shutdown.
+//
+//   INITIALIZING -> STARTING -> RUNNING -> STOPPING -> STOPPED
+//                       \           \------> ERROR ---^
+//                        \---------> ERROR ---^
+#pragma once
+
+#include <herald/events/event_bus.hpp>
+#include <herald/events/step_completion.hpp>
+#include <herald/events/transport.hpp>
+#include <herald/publishers/pipeline.hpp>
+#include <herald/publishers/registry.hpp>
+#include <herald/subscribers/registry.hpp>
+#include <herald/worker/config.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace herald {
+
+enum class WorkerState { initializing, starting, running, stopping, stopped, error };
+/// "INITIALIZING", "STARTING", "RUNNING", "STOPPING", "STOPPED", "ERROR".
+std::string_view to_string(WorkerState state) noexcept;
+WorkerState parse_worker_state(std::string_view text);
+
+/// A startup hook failed; what() names the hook.
+class StartupError : public Error {
+ public:
+  StartupError(std::string hook, const std::string& cause)
+      : Error("on_startup hook '" + hook + "' failed: " + cause), hook_(std::move(hook)) {}
+  const std::string& hook() const noexcept { return hook_; }
+
+ private:
+  std::string hook_;
+};
+
+/// What stop() did.
+struct WorkerStopReport {
+  bool graceful = true;             ///< every queue drained before the deadline
+  std::uint64_t intake_undelivered = 0;  ///< completions accepted but never processed
+  std::uint64_t events_undelivered = 0;  ///< events dropped at the subscriber queues at stop
+  std::vector<std::string> hook_errors;  ///< on_shutdown hooks that threw
+  std::chrono::milliseconds duration{0};
+  nlohmann::json to_json() const;
+};
+
+/// Thread safety: complete_step(), state(), status(), health(), request_stop() may be called
+/// from any thread. Hooks must be registered before start() (StateError after). start(),
+/// stop() and run() are meant for one controlling thread; stop() is idempotent. The destructor
+/// stops the worker (graceful, with the configured drain timeout). Not copyable or movable.
+class Worker {
+ public:
+  using Hook = std::function<void()>;
+  using CompletionHook = std::function<void(const StepCompletion&)>;
+  using ErrorHook = std::function<void(const StepCompletion&, const PublishFailure&)>;
+  using StateListener = std::function<void(WorkerState from, WorkerState to)>;
+
+  /// `publishers` defaults to PublisherRegistry::instance(); it must outlive the worker.
+  explicit Worker(WorkerConfig config, PublisherRegistry* publishers = nullptr);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Hooks (registration order; shutdown hooks run in reverse). `name` is used in errors.
+  void on_startup(Hook hook, std::string name = {});
+  void on_shutdown(Hook hook, std::string name = {});
+  void on_success(CompletionHook hook);
+  void on_error(ErrorHook hook);
+  /// Run on each dispatcher thread as it starts / before it exits (never in inline mode).
+  void on_worker_startup(Hook hook);
+  void on_worker_shutdown(Hook hook);
+  /// Observes every state change (called on the thread that made the change).
+  void on_state_change(StateListener listener);
+
+  /// Adds a subscriber (before or after start; after start it starts at once).
+  void add_subscriber(std::shared_ptr<Subscriber> subscriber);
+  /// Replaces the ZeroMQ transport from the configuration (e.g. a custom Transport). Before start.
+  void set_transport(std::shared_ptr<Transport> transport);
+
+  /// Starts everything; throws StartupError (state ERROR, then STOPPED) if an on_startup hook
+  /// throws, TransportError / Error for subsystems that cannot start.
+  void start();
+  /// Thread-safe intake. Returns false when the completion was not accepted (worker not
+  /// running, or intake full past its policy); never throws for publishing problems.
+  bool complete_step(StepCompletion completion);
+  /// Graceful stop within `deadline` (default: the configured shutdown_drain_timeout).
+  WorkerStopReport stop(std::optional<std::chrono::milliseconds> deadline = std::nullopt);
+  /// Asks a run() loop to stop gracefully. Safe from any thread.
+  void request_stop() noexcept;
+  /// Blocks until request_stop(), SIGTERM or SIGINT (when `handle_signals`), then stops.
+  /// Starts the worker if needed. With signals: a second SIGTERM/SIGINT exits at once,
+  /// SIGUSR1 logs the status, SIGHUP reloads the configuration file. Returns an exit code.
+  int run(bool handle_signals = true);
+  /// Re-reads the configuration: new step declarations and subscribers apply to completions
+  /// that arrive afterwards; nothing in flight is lost. Throws ConfigError and keeps the old
+  /// configuration when the new one is invalid.
+  void reload(WorkerConfig new_config);
+  void reload_from_file();
+  /// Waits until every accepted completion has been published and every event handled.
+  bool drain(std::chrono::milliseconds timeout);
+
+  WorkerState state() const noexcept;
+  const std::string& name() const noexcept;
+  nlohmann::json status() const;
+  nlohmann::json health() const;
+
+  EventBus& bus();
+  SubscriberRegistry& subscribers();
+  PublisherRegistry& publishers();
+  const WorkerConfig& config() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace herald
