@@ -1,0 +1,246 @@
+// `herald run`: a worker from a configuration file, fed step completions as JSON Lines (a file
+// or stdin) and/or from a ZeroMQ PULL endpoint; graceful stop at end of input or on a signal.
+#include "commands.hpp"
+#include "line_reader.hpp"
+
+#include <herald/events/error.hpp>
+#include <herald/events/log.hpp>
+#include <herald/events/zmq_transport.hpp>
+#include <herald/worker/worker.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <fcntl.h>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
+
+namespace herald::cli {
+
+namespace {
+
+struct RunOptions {
+  std::string config;
+  std::string steps;
+  std::string listen;
+  bool strict = false;
+  std::string status_json;
+  bool quiet = false;
+};
+
+// Counts shared by the input threads and the progress/summary printer.
+struct IntakeCounters {
+  std::atomic<std::uint64_t> lines{0}, accepted{0}, bad{0}, refused{0};
+};
+
+void print_summary(const Worker& worker_const, const IntakeCounters& counts, const WorkerStopReport& report,
+                   std::FILE* out) {
+  auto& worker = const_cast<Worker&>(worker_const);
+  const auto s = worker.status();
+  std::fprintf(out, "herald run: %llu lines read, %llu completions accepted, %llu bad lines, %llu refused\n",
+               static_cast<unsigned long long>(counts.lines.load()),
+               static_cast<unsigned long long>(counts.accepted.load()),
+               static_cast<unsigned long long>(counts.bad.load()),
+               static_cast<unsigned long long>(counts.refused.load()));
+  const auto& c = s["completions"];
+  std::fprintf(out, "  completions: processed %s, succeeded %s, failed %s, unknown step %s\n",
+               c["processed"].dump().c_str(), c["succeeded"].dump().c_str(), c["failed"].dump().c_str(),
+               c["unknown_step"].dump().c_str());
+  const auto& ev = s["events"];
+  if (ev.contains("published_by_event")) {
+    for (auto it = ev["published_by_event"].begin(); it != ev["published_by_event"].end(); ++it) {
+      std::fprintf(out, "  event %-32s %s\n", it.key().c_str(), it.value().dump().c_str());
+    }
+  }
+  if (ev.contains("failed")) {
+    std::fprintf(out, "  publish errors: %s, skipped: %s\n", ev["failed"].dump().c_str(),
+                 ev.value("skipped", nlohmann::json(0)).dump().c_str());
+  }
+  const auto& subs = s["subscribers"];
+  const auto& list = subs.contains("subscribers") ? subs["subscribers"] : subs;
+  for (auto it = list.begin(); it != list.end(); ++it) {
+    const auto& v = it.value();
+    if (!v.is_object() || !v.contains("received")) continue;
+    const std::string name = v.contains("name") ? v["name"].get<std::string>() : it.key();
+    std::fprintf(out, "  subscriber %-16s received %s handled %s failed %s dropped %s\n", name.c_str(),
+                 v["received"].dump().c_str(), v["handled"].dump().c_str(), v["failed"].dump().c_str(),
+                 v["dropped"].dump().c_str());
+  }
+  std::fprintf(out, "  stop: %s in %lld ms\n", report.graceful ? "graceful" : "NOT graceful",
+               static_cast<long long>(report.duration.count()));
+}
+
+int run_worker(const RunOptions& options) {
+  WorkerConfig config;
+  try {
+    config = WorkerConfig::load(options.config);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "herald run: %s\n", e.what());
+    return 2;
+  }
+  Worker worker(std::move(config));
+  IntakeCounters counts;
+  std::atomic<bool> input_done{false}, strict_failed{false};
+
+  std::mutex state_mutex;
+  std::condition_variable state_cv;
+  WorkerState observed = WorkerState::initializing;
+  worker.on_state_change([&](WorkerState, WorkerState to) {
+    {
+      std::lock_guard lock(state_mutex);
+      observed = to;
+    }
+    state_cv.notify_all();
+  });
+  auto wait_running = [&] {
+    std::unique_lock lock(state_mutex);
+    state_cv.wait(lock, [&] { return observed != WorkerState::initializing && observed != WorkerState::starting; });
+    return observed == WorkerState::running;
+  };
+  auto stopping = [&] { return worker.state() != WorkerState::running; };
+
+  // Input threads: each feeds completions until its source ends or the worker stops.
+  std::vector<std::thread> inputs;
+  std::atomic<int> open_inputs{0};
+  const bool read_lines = !options.steps.empty() || options.listen.empty();
+  auto input_finished = [&] {
+    if (open_inputs.fetch_sub(1) == 1) {
+      input_done = true;
+      worker.request_stop();
+    }
+  };
+  if (read_lines) {
+    ++open_inputs;
+    inputs.emplace_back([&] {
+      if (!wait_running()) return input_finished();
+      int fd = 0;
+      if (!options.steps.empty() && options.steps != "-") {
+        fd = ::open(options.steps.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+          std::fprintf(stderr, "herald run: cannot open --steps file '%s'\n", options.steps.c_str());
+          strict_failed = true;
+          return input_finished();
+        }
+      }
+      LineReader reader(fd);
+      std::string line;
+      std::uint64_t number = 0;
+      while (!stopping() && reader.next(line, [&] { return stopping(); })) {
+        ++number;
+        counts.lines.fetch_add(1);
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        try {
+          if (!worker.complete_step(StepCompletion::parse(line))) counts.refused.fetch_add(1);
+          else counts.accepted.fetch_add(1);
+        } catch (const Error& e) {
+          counts.bad.fetch_add(1);
+          std::fprintf(stderr, "herald run: line %llu: %s\n", static_cast<unsigned long long>(number), e.what());
+          if (options.strict) {
+            strict_failed = true;
+            break;
+          }
+        }
+      }
+      if (fd > 0) ::close(fd);
+      input_finished();
+    });
+  }
+  if (!options.listen.empty()) {
+    ++open_inputs;
+    inputs.emplace_back([&] {
+      if (!wait_running()) return input_finished();
+      try {
+        auto context = shared_zmq_context();
+        zmq::socket_t pull(*context, zmq::socket_type::pull);
+        pull.set(zmq::sockopt::linger, 0);
+        pull.set(zmq::sockopt::rcvtimeo, 100);
+        pull.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(4 << 20));
+        pull.bind(options.listen);
+        std::uint64_t number = 0;
+        while (!stopping()) {
+          zmq::message_t msg;
+          if (!pull.recv(msg)) continue;
+          ++number;
+          counts.lines.fetch_add(1);
+          try {
+            if (!worker.complete_step(StepCompletion::parse(msg.to_string_view()))) counts.refused.fetch_add(1);
+            else counts.accepted.fetch_add(1);
+          } catch (const Error& e) {
+            counts.bad.fetch_add(1);
+            std::fprintf(stderr, "herald run: message %llu from %s: %s\n",
+                         static_cast<unsigned long long>(number), options.listen.c_str(), e.what());
+            if (options.strict) {
+              strict_failed = true;
+              break;
+            }
+          }
+        }
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "herald run: --listen %s: %s\n", options.listen.c_str(), e.what());
+        strict_failed = true;
+      }
+      input_finished();
+    });
+  }
+
+  // Progress on a terminal only: a single rewritten line.
+  std::atomic<bool> progress_stop{false};
+  std::thread progress;
+  if (!options.quiet && ::isatty(STDERR_FILENO)) {
+    progress = std::thread([&] {
+      while (!progress_stop) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        const auto s = worker.status();
+        std::fprintf(stderr, "\r%llu read, %s processed, %s events pending   ",
+                     static_cast<unsigned long long>(counts.lines.load()),
+                     s["completions"]["processed"].dump().c_str(),
+                     s["queues"].value("subscriber_pending", nlohmann::json(0)).dump().c_str());
+      }
+      std::fprintf(stderr, "\n");
+    });
+  }
+
+  const int run_code = worker.run(/*handle_signals=*/true);
+  {
+    std::lock_guard lock(state_mutex);
+    if (observed == WorkerState::initializing) observed = WorkerState::stopped;  // start never ran
+  }
+  state_cv.notify_all();
+  for (auto& t : inputs) t.join();
+  progress_stop = true;
+  if (progress.joinable()) progress.join();
+
+  const auto report = worker.stop();  // already stopped: returns the report of that stop
+  if (!options.quiet) print_summary(worker, counts, report, stderr);
+  if (!options.status_json.empty()) {
+    std::ofstream out(options.status_json);
+    out << worker.status().dump(2) << "\n";
+    if (!out) std::fprintf(stderr, "herald run: cannot write --status-json '%s'\n", options.status_json.c_str());
+  }
+  if (strict_failed) return 1;
+  return run_code;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app) {
+  auto options = std::make_shared<RunOptions>();
+  auto* cmd = app.add_subcommand("run", "Run a worker: step completions in (JSON Lines), domain events out");
+  cmd->add_option("--config,-c", options->config, "Worker configuration file (JSON)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--steps", options->steps, "Step completions as JSON Lines: a file, or - for stdin (default: stdin unless --listen)");
+  cmd->add_option("--listen", options->listen, "Also take completions from a ZeroMQ PULL endpoint (one JSON object per message)");
+  cmd->add_flag("--strict", options->strict, "Exit 1 at the first bad input line instead of skipping it");
+  cmd->add_option("--status-json", options->status_json, "Write the final status report to this file");
+  cmd->add_flag("--quiet,-q", options->quiet, "No progress line and no summary");
+  cmd->callback([options] {
+    const int code = run_worker(*options);
+    if (code != 0) throw CLI::RuntimeError(code);
+  });
+}
+
+}  // namespace herald::cli

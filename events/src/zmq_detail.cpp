@@ -1,0 +1,80 @@
+// Helpers shared by the ZeroMQ transports: the shared context, eventfd wake-ups, bind/connect.
+#include "zmq_detail.hpp"
+
+#include <herald/events/zmq_transport.hpp>
+
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+namespace herald {
+
+std::shared_ptr<zmq::context_t> shared_zmq_context() {
+  static std::mutex mutex;
+  static std::weak_ptr<zmq::context_t> current;
+  std::lock_guard lock(mutex);
+  if (auto ctx = current.lock()) return ctx;
+  auto ctx = std::make_shared<zmq::context_t>(1);
+  current = ctx;
+  return ctx;
+}
+
+namespace detail {
+
+Wakeup::Wakeup() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (fd_ < 0) throw TransportError(std::string("eventfd failed: ") + std::strerror(errno));
+}
+
+Wakeup::~Wakeup() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Wakeup::signal() noexcept {
+  const std::uint64_t one = 1;
+  // A full counter (impossible in practice) or EAGAIN still leaves the fd readable.
+  [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+}
+
+void Wakeup::drain() noexcept {
+  std::uint64_t value = 0;
+  [[maybe_unused]] auto n = ::read(fd_, &value, sizeof value);
+}
+
+std::string ipc_path(const std::string& endpoint) {
+  constexpr std::string_view scheme = "ipc://";
+  if (endpoint.rfind(scheme, 0) != 0) return {};
+  std::string path = endpoint.substr(scheme.size());
+  if (path.empty() || path[0] == '@' || path == "*") return {};
+  return path;
+}
+
+std::string attach(zmq::socket_t& socket, const std::string& endpoint, bool bind,
+                   const std::string& what) {
+  try {
+    if (bind) {
+      socket.bind(endpoint);
+    } else {
+      socket.connect(endpoint);
+    }
+  } catch (const zmq::error_t& e) {
+    throw TransportError(what + ": cannot " + (bind ? "bind" : "connect") + " '" + endpoint +
+                         "': " + e.what());
+  }
+  if (!bind) return endpoint;
+  std::string resolved = socket.get(zmq::sockopt::last_endpoint);
+  if (resolved.empty()) resolved = endpoint;
+  if (auto path = ipc_path(resolved); !path.empty()) {
+    if (::chmod(path.c_str(), S_IRUSR | S_IWUSR) != 0) {
+      throw TransportError(what + ": cannot restrict permissions of '" + resolved +
+                           "': " + std::strerror(errno));
+    }
+  }
+  return resolved;
+}
+
+}  // namespace detail
+}  // namespace herald

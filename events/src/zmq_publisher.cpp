@@ -1,0 +1,307 @@
+// ZmqPublisher: an XPUB socket owned by one I/O thread, fed through a bounded queue.
+#include "zmq_detail.hpp"
+
+#include <herald/events/error.hpp>
+#include <herald/events/ids.hpp>
+#include <herald/events/log.hpp>
+#include <herald/events/zmq_transport.hpp>
+
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+namespace herald {
+
+using nlohmann::json;
+
+struct ZmqPublisher::Impl {
+  std::shared_ptr<zmq::context_t> context;
+  std::shared_ptr<ZapHandler> zap;
+  std::string zap_domain;
+  std::string publisher_id_json;
+  detail::Wakeup wakeup;
+  std::thread thread;
+  bool started = false;  // controlling thread only
+
+  mutable std::mutex mutex;
+  mutable std::condition_variable changed;  // subscriptions arrived
+  std::deque<EventPtr> queue;               // under mutex
+  bool accepting = false;                   // under mutex
+  bool stopping = false;                    // under mutex
+  std::set<std::string> subscribers;        // marker topics seen, under mutex
+  std::uint64_t subscriptions = 0;          // under mutex
+  std::vector<std::string> resolved;        // under mutex
+
+  std::atomic<std::uint64_t> sent{0}, bytes{0}, send_errors{0}, queue_full{0};
+  std::atomic<bool> running{false};
+
+  // I/O thread only.
+  std::uint64_t seq = 0;
+  std::unordered_map<std::string, std::uint64_t> name_seq;
+
+  void run(const ZmqPublisherOptions& options, std::promise<void>& started_promise);
+  void on_subscription(const zmq::message_t& msg);
+  static void release_listeners(zmq::socket_t& socket, zmq::socket_t& monitor,
+                                const std::vector<std::string>& endpoints);
+  void send_one(zmq::socket_t& socket, const EventPtr& event, const ZmqPublisherOptions& options);
+};
+
+ZmqPublisher::ZmqPublisher(ZmqPublisherOptions options)
+    : options_(std::move(options)), impl_(std::make_unique<Impl>()) {
+  if (options_.endpoints.empty()) throw TransportError(options_.name + ": no endpoints given");
+  if (options_.publisher_id.empty()) options_.publisher_id = new_uuid_v7();
+  if (options_.max_queue == 0) options_.max_queue = 1;
+  impl_->publisher_id_json =
+      json(options_.publisher_id).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+ZmqPublisher::~ZmqPublisher() { stop(); }
+
+void ZmqPublisher::start() {
+  if (impl_->started) throw StateError(options_.name + ": publisher already started");
+  impl_->started = true;
+  impl_->context = options_.context ? options_.context : shared_zmq_context();
+  std::promise<void> started;
+  auto ready = started.get_future();
+  impl_->thread = std::thread([this, &started] { impl_->run(options_, started); });
+  try {
+    ready.get();
+  } catch (...) {
+    impl_->thread.join();
+    impl_->zap.reset();
+    impl_->context.reset();
+    throw;
+  }
+}
+
+void ZmqPublisher::Impl::run(const ZmqPublisherOptions& options, std::promise<void>& started_promise) {
+  bool announced = false;
+  try {
+    zmq::socket_t socket(*context, zmq::socket_type::xpub);
+    socket.set(zmq::sockopt::linger, static_cast<int>(options.linger.count()));
+    socket.set(zmq::sockopt::sndhwm, options.sndhwm);
+    socket.set(zmq::sockopt::xpub_verbose, 1);
+    if (options.curve.enabled()) {
+      CurveOptions curve = options.curve;
+      zap = detail::apply_curve(socket, curve, context, options.name, &zap_domain);
+    }
+    // Bound tcp/ipc listeners close asynchronously; the monitor lets stop() wait until they
+    // are closed, so that the endpoint can be bound again as soon as stop() returns.
+    zmq::socket_t monitor;
+    if (options.bind) {
+      const std::string monitor_ep = "inproc://herald-publisher-monitor-" + new_uuid_v7();
+      if (zmq_socket_monitor(socket.handle(), monitor_ep.c_str(), ZMQ_EVENT_CLOSED) == 0) {
+        monitor = zmq::socket_t(*context, zmq::socket_type::pair);
+        monitor.set(zmq::sockopt::linger, 0);
+        monitor.connect(monitor_ep);
+      }
+    }
+    std::vector<std::string> eps;
+    for (const auto& ep : options.endpoints) {
+      eps.push_back(detail::attach(socket, ep, options.bind, options.name));
+    }
+    {
+      std::lock_guard lock(mutex);
+      resolved = eps;
+      accepting = true;
+    }
+    running = true;
+    announced = true;
+    started_promise.set_value();
+
+    std::deque<EventPtr> batch;
+    for (;;) {
+      zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0},
+                                 {nullptr, wakeup.fd(), ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      if (items[0].revents & ZMQ_POLLIN) {
+        zmq::message_t msg;
+        while (socket.recv(msg, zmq::recv_flags::dontwait)) on_subscription(msg);
+      }
+      bool last = false;
+      if (items[1].revents & ZMQ_POLLIN) {
+        wakeup.drain();
+        std::lock_guard lock(mutex);
+        batch.swap(queue);
+        last = stopping;
+      }
+      for (const auto& event : batch) send_one(socket, event, options);
+      batch.clear();
+      if (last) break;
+    }
+    running = false;
+    if (monitor) release_listeners(socket, monitor, eps);
+    // The socket closes here with its linger; pending messages are flushed by the context.
+  } catch (const std::exception& e) {
+    running = false;
+    {
+      std::lock_guard lock(mutex);
+      accepting = false;
+    }
+    if (!announced) {
+      started_promise.set_exception(std::make_exception_ptr(
+          TransportError(dynamic_cast<const Error*>(&e) ? e.what()
+                                                        : options.name + ": " + e.what())));
+    } else {
+      logger()->error("{}: publisher I/O thread failed: {}", options.name, e.what());
+    }
+  }
+}
+
+// Unbinds the tcp/ipc listeners and waits (bounded) until the monitor reports them closed.
+// Connections already accepted stay open, so queued messages are still flushed.
+void ZmqPublisher::Impl::release_listeners(zmq::socket_t& socket, zmq::socket_t& monitor,
+                                           const std::vector<std::string>& endpoints) {
+  std::size_t expected = 0;
+  for (const auto& ep : endpoints) {
+    if (ep.rfind("tcp://", 0) != 0 && ep.rfind("ipc://", 0) != 0) continue;
+    try {
+      socket.unbind(ep);
+      ++expected;
+    } catch (const zmq::error_t&) {
+      // already gone
+    }
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (expected > 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    zmq::pollitem_t item{monitor.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, left) == 0) break;
+    zmq::message_t event, address;
+    if (!monitor.recv(event, zmq::recv_flags::dontwait)) continue;
+    if (event.more()) (void)monitor.recv(address, zmq::recv_flags::dontwait);
+    if (event.size() >= 2) {
+      std::uint16_t id = 0;
+      std::memcpy(&id, event.data(), sizeof id);
+      if (id == ZMQ_EVENT_CLOSED) --expected;
+    }
+  }
+  zmq_socket_monitor(socket.handle(), nullptr, 0);
+}
+
+void ZmqPublisher::Impl::on_subscription(const zmq::message_t& msg) {
+  if (msg.size() == 0) return;
+  const auto* data = static_cast<const char*>(msg.data());
+  if (data[0] != 1) return;  // unsubscribe
+  std::string_view topic(data + 1, msg.size() - 1);
+  {
+    std::lock_guard lock(mutex);
+    if (topic.rfind(kSubscriberMarkerPrefix, 0) == 0) {
+      subscribers.emplace(topic);
+    } else {
+      ++subscriptions;
+    }
+  }
+  changed.notify_all();
+}
+
+void ZmqPublisher::Impl::send_one(zmq::socket_t& socket, const EventPtr& event,
+                                  const ZmqPublisherOptions& options) {
+  try {
+    const auto s = ++seq;
+    const auto ns = ++name_seq[event->event_name()];
+    auto* envelope = new std::string(
+        encode_envelope(*event, options.encoding, publisher_id_json, s, ns));
+    const std::size_t size = event->event_name().size() + envelope->size();
+    zmq::message_t body(
+        envelope->data(), envelope->size(),
+        [](void*, void* hint) { delete static_cast<std::string*>(hint); }, envelope);
+    zmq::message_t topic(event->event_name().data(), event->event_name().size());
+    if (socket.send(topic, zmq::send_flags::sndmore | zmq::send_flags::dontwait) &&
+        socket.send(body, zmq::send_flags::dontwait)) {
+      sent.fetch_add(1, std::memory_order_relaxed);
+      bytes.fetch_add(size, std::memory_order_relaxed);
+    } else {
+      send_errors.fetch_add(1, std::memory_order_relaxed);
+    }
+  } catch (const std::exception& e) {
+    send_errors.fetch_add(1, std::memory_order_relaxed);
+    static RateLimiter limiter;
+    std::uint64_t suppressed = 0;
+    if (limiter.allow(&suppressed)) {
+      logger()->warn("{}: cannot send event {} ({}): {} ({} similar suppressed)", options.name,
+                     event->event_name(), event->event_id(), e.what(), suppressed);
+    }
+  }
+}
+
+void ZmqPublisher::send(const EventPtr& event) {
+  if (!event) throw TransportError(options_.name + ": cannot send a null event");
+  bool wake = false;
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (!impl_->accepting) throw TransportError(options_.name + ": publisher is not running");
+    if (impl_->queue.size() >= options_.max_queue) {
+      impl_->queue_full.fetch_add(1, std::memory_order_relaxed);
+      throw TransportError(options_.name + ": send queue full (" +
+                           std::to_string(options_.max_queue) + " events)");
+    }
+    wake = impl_->queue.empty();
+    impl_->queue.push_back(event);
+  }
+  if (wake) impl_->wakeup.signal();
+}
+
+void ZmqPublisher::stop() {
+  if (!impl_->started) return;
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->accepting = false;
+    impl_->stopping = true;
+  }
+  impl_->wakeup.signal();
+  if (impl_->thread.joinable()) impl_->thread.join();
+  if (impl_->zap && !impl_->zap_domain.empty()) impl_->zap->remove_domain(impl_->zap_domain);
+  impl_->zap.reset();
+  impl_->context.reset();  // the last holder terminates the context (bounded by linger)
+  impl_->changed.notify_all();
+}
+
+bool ZmqPublisher::healthy() const { return impl_->running.load(); }
+
+bool ZmqPublisher::wait_for_subscribers(std::size_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(impl_->mutex);
+  return impl_->changed.wait_for(lock, timeout, [&] { return impl_->subscribers.size() >= n; });
+}
+
+bool ZmqPublisher::wait_for_subscriptions(std::size_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(impl_->mutex);
+  return impl_->changed.wait_for(lock, timeout, [&] { return impl_->subscriptions >= n; });
+}
+
+std::size_t ZmqPublisher::queue_depth() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->queue.size();
+}
+
+std::vector<std::string> ZmqPublisher::endpoints() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->resolved;
+}
+
+json ZmqPublisher::stats() const {
+  json j;
+  j["transport"] = options_.name;
+  j["publisher_id"] = options_.publisher_id;
+  j["encoding"] = to_string(options_.encoding);
+  j["running"] = impl_->running.load();
+  j["sent"] = impl_->sent.load();
+  j["bytes"] = impl_->bytes.load();
+  j["send_errors"] = impl_->send_errors.load();
+  j["queue_full"] = impl_->queue_full.load();
+  std::lock_guard lock(impl_->mutex);
+  j["queue_depth"] = impl_->queue.size();
+  j["subscribers_seen"] = impl_->subscribers.size();
+  j["subscriptions_seen"] = impl_->subscriptions;
+  j["endpoints"] = impl_->resolved;
+  return j;
+}
+
+}  // namespace herald
