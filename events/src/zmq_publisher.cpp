@@ -7,7 +7,6 @@
 #include <herald/events/zmq_transport.hpp>
 
 #include <condition_variable>
-#include <cstring>
 #include <deque>
 #include <future>
 #include <mutex>
@@ -46,8 +45,6 @@ struct ZmqPublisher::Impl {
 
   void run(const ZmqPublisherOptions& options, std::promise<void>& started_promise);
   void on_subscription(const zmq::message_t& msg);
-  static void release_listeners(zmq::socket_t& socket, zmq::socket_t& monitor,
-                                const std::vector<std::string>& endpoints);
   void send_one(zmq::socket_t& socket, const EventPtr& event, const ZmqPublisherOptions& options);
 };
 
@@ -90,17 +87,6 @@ void ZmqPublisher::Impl::run(const ZmqPublisherOptions& options, std::promise<vo
       CurveOptions curve = options.curve;
       zap = detail::apply_curve(socket, curve, context, options.name, &zap_domain);
     }
-    // Bound tcp/ipc listeners close asynchronously; the monitor lets stop() wait until they
-    // are closed, so that the endpoint can be bound again as soon as stop() returns.
-    zmq::socket_t monitor;
-    if (options.bind) {
-      const std::string monitor_ep = "inproc://herald-publisher-monitor-" + new_uuid_v7();
-      if (zmq_socket_monitor(socket.handle(), monitor_ep.c_str(), ZMQ_EVENT_CLOSED) == 0) {
-        monitor = zmq::socket_t(*context, zmq::socket_type::pair);
-        monitor.set(zmq::sockopt::linger, 0);
-        monitor.connect(monitor_ep);
-      }
-    }
     std::vector<std::string> eps;
     for (const auto& ep : options.endpoints) {
       eps.push_back(detail::attach(socket, ep, options.bind, options.name));
@@ -135,7 +121,6 @@ void ZmqPublisher::Impl::run(const ZmqPublisherOptions& options, std::promise<vo
       if (last) break;
     }
     running = false;
-    if (monitor) release_listeners(socket, monitor, eps);
     // The socket closes here with its linger; pending messages are flushed by the context.
   } catch (const std::exception& e) {
     running = false;
@@ -151,39 +136,6 @@ void ZmqPublisher::Impl::run(const ZmqPublisherOptions& options, std::promise<vo
       logger()->error("{}: publisher I/O thread failed: {}", options.name, e.what());
     }
   }
-}
-
-// Unbinds the tcp/ipc listeners and waits (bounded) until the monitor reports them closed.
-// Connections already accepted stay open, so queued messages are still flushed.
-void ZmqPublisher::Impl::release_listeners(zmq::socket_t& socket, zmq::socket_t& monitor,
-                                           const std::vector<std::string>& endpoints) {
-  std::size_t expected = 0;
-  for (const auto& ep : endpoints) {
-    if (ep.rfind("tcp://", 0) != 0 && ep.rfind("ipc://", 0) != 0) continue;
-    try {
-      socket.unbind(ep);
-      ++expected;
-    } catch (const zmq::error_t&) {
-      // already gone
-    }
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (expected > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    zmq::pollitem_t item{monitor.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, left) == 0) break;
-    zmq::message_t event, address;
-    if (!monitor.recv(event, zmq::recv_flags::dontwait)) continue;
-    if (event.more()) (void)monitor.recv(address, zmq::recv_flags::dontwait);
-    if (event.size() >= 2) {
-      std::uint16_t id = 0;
-      std::memcpy(&id, event.data(), sizeof id);
-      if (id == ZMQ_EVENT_CLOSED) --expected;
-    }
-  }
-  zmq_socket_monitor(socket.handle(), nullptr, 0);
 }
 
 void ZmqPublisher::Impl::on_subscription(const zmq::message_t& msg) {

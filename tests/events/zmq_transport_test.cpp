@@ -110,6 +110,7 @@ TEST(ZmqTransport, InprocPublisherDeliversIntoSubscriberEventBus) {
   herald::ZmqSubscriber sub(sub_options(ep), bus);
   sub.start();
   expect_round_trip(pub, sub, got, 100);
+  pub.stop();  // joins the I/O thread, so its counters are final
   EXPECT_EQ(pub.stats()["sent"], 100);
 }
 
@@ -308,8 +309,21 @@ TEST(ZmqTransport, SubscriberReconnectsAfterPublisherRestart) {
     ASSERT_TRUE(got.wait_for(1));
     first.stop();
   }
-  herald::ZmqPublisher second(pub_options(ep));  // same port, new publisher id
-  second.start();
+  // Same port, new publisher id. libzmq closes listeners asynchronously (the context lives on in
+  // the subscriber), so the port may take a moment to be free again: retry with a deadline.
+  std::unique_ptr<herald::ZmqPublisher> restarted;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  for (;;) {
+    restarted = std::make_unique<herald::ZmqPublisher>(pub_options(ep));
+    try {
+      restarted->start();
+      break;
+    } catch (const herald::TransportError&) {
+      if (std::chrono::steady_clock::now() > deadline) throw;
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  auto& second = *restarted;
   ASSERT_TRUE(second.wait_for_subscribers(1, 10s));
   second.send(event("run.second"));
   ASSERT_TRUE(got.wait_for(2));
@@ -389,6 +403,7 @@ TEST(ZmqTransport, PublisherStatsReportCounters) {
   ASSERT_TRUE(pub.wait_for_subscriptions(2, 10s));
   pub.send(event("x.one"));
   ASSERT_TRUE(got.wait_for(1));
+  pub.stop();  // joins the I/O thread, so its counters are final
   auto s = pub.stats();
   for (const char* key : {"sent", "bytes", "send_errors", "queue_depth", "subscribers_seen",
                           "subscriptions_seen", "queue_full", "publisher_id", "endpoints"}) {
@@ -435,14 +450,15 @@ TEST(ZmqProxy, ForwardsManyPublishersToManySubscribers) {
     }
   }
   EXPECT_EQ(p1_seen, 20);
-  auto stats = proxy.stats();
-  EXPECT_EQ(stats.messages_in, 40u);
-  EXPECT_GT(stats.bytes_in, 0u);
-  EXPECT_GT(stats.subscriptions, 0u);
   const auto t0 = std::chrono::steady_clock::now();
   proxy.stop();
   proxy.stop();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  auto stats = proxy.stats();  // final once the proxy thread has been joined
+  EXPECT_EQ(stats.messages_in, 40u);
+  EXPECT_EQ(stats.messages_out, 40u);
+  EXPECT_GT(stats.bytes_in, 0u);
+  EXPECT_GT(stats.subscriptions, 0u);
 }
 
 // ---- CURVE ------------------------------------------------------------------------------------
