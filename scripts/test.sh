@@ -13,6 +13,12 @@ build_dir=build
 
 HERALD_PRESET="$preset" ./scripts/setup.sh || { echo "test: build failed" >&2; exit 1; }
 
+supp="$PWD/tests/sanitizers"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0}"
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$supp/lsan.supp}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/tsan.supp}"
+
 status=0
 ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)" --timeout 600 || status=1
 

@@ -222,3 +222,33 @@ def test_demo_runs_end_to_end_and_checks_every_road(tmp_path):
     assert len(audit) > 1000 and len(tail) > 1000
     assert all(e["event_name"] != "notification.receipt_sent" for e in audit)  # zeromq-only
     assert any(e["event_name"] == "notification.receipt_sent" for e in tail)
+
+
+def test_listen_takes_completions_from_a_zeromq_push_socket(tmp_path):
+    zmq = pytest.importorskip("zmq")
+    config = write_config(tmp_path)
+    endpoint = f"ipc://{tmp_path}/intake.ipc"
+    proc = subprocess.Popen(
+        [herald_bin(), "run", "--config", str(config), "--listen", endpoint],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 2000)
+    push.connect(endpoint)  # connects once the worker has bound; PUSH queues until then
+    try:
+        for i in range(100):
+            push.send_string(completion(i))
+        push.send_string('{"step_name": true}')  # reported, skipped
+        assert wait_for(lambda: len(audit_lines(tmp_path)) == 100), "completions did not arrive"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        push.close()
+        ctx.term()
+        if proc.poll() is None:
+            proc.kill()
+    err = err.decode()
+    assert proc.returncode == 0, err
+    assert "step_name: expected string, got boolean" in err
+    assert [e["metadata"]["correlation_id"] for e in audit_lines(tmp_path)] == [f"c-{i}" for i in range(100)]
