@@ -1,0 +1,280 @@
+#include "common.hpp"
+
+#include <herald/publishers/schema.hpp>
+#include <herald/worker/worker.hpp>
+
+#include <pybind11_json/pybind11_json.hpp>
+
+#include <utility>
+
+namespace herald::py_bindings {
+
+bool python_alive() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsInitialized() && !Py_IsFinalizing();
+#else
+  return Py_IsInitialized() && !_Py_IsFinalizing();
+#endif
+}
+
+void GilDecref::operator()(py::object* object) const noexcept {
+  if (!python_alive()) {
+    (void)object->release();  // the interpreter is going away: leak rather than crash
+    delete object;
+    return;
+  }
+  PyCall call;
+  delete object;
+}
+
+GilObject hold(py::object object) { return GilObject(new py::object(std::move(object)), GilDecref{}); }
+
+namespace {
+
+// One C++ thread's persistent Python thread state.
+struct ThreadStateSlot {
+  PyThreadState* tstate = nullptr;
+  PyGILState_STATE gstate = PyGILState_UNLOCKED;
+  ~ThreadStateSlot() { detach_thread_state(); }
+};
+thread_local ThreadStateSlot t_slot;
+
+}  // namespace
+
+void attach_thread_state() noexcept {
+  if (t_slot.tstate != nullptr || !python_alive()) return;
+  if (PyGILState_GetThisThreadState() != nullptr) return;  // a Python thread, or nested
+  t_slot.gstate = PyGILState_Ensure();   // creates the thread state and takes the GIL
+  t_slot.tstate = PyEval_SaveThread();   // keeps the state, drops the GIL
+}
+
+void detach_thread_state() noexcept {
+  PyThreadState* tstate = std::exchange(t_slot.tstate, nullptr);
+  if (tstate == nullptr || !python_alive()) return;  // finalizing: leak the state
+  PyEval_RestoreThread(tstate);
+  PyGILState_Release(t_slot.gstate);  // deletes the state and drops the GIL
+}
+
+Runtime& runtime() {
+  static auto* r = new Runtime();  // leaked: holds Python objects past static destruction
+  return *r;
+}
+
+PythonError capture(py::error_already_set& e) {
+  const py::object& value = e.value();
+  if (e.trace() && value) PyException_SetTraceback(value.ptr(), e.trace().ptr());
+  std::string message;
+  try {
+    message = py::str(py::type::handle_of(value).attr("__name__")).cast<std::string>() + ": " +
+              py::str(value).cast<std::string>();
+  } catch (...) {
+    message = e.what();
+  }
+  return PythonError(std::move(message), hold(value));
+}
+
+void log_exception(const std::string& message, const py::handle& exc) noexcept {
+  try {
+    if (runtime().log_exception) runtime().log_exception(message, exc);
+  } catch (py::error_already_set& e) {
+    e.discard_as_unraisable("herald: logging an exception");
+  } catch (...) {
+  }
+}
+
+py::object wrap_event(const EventPtr& event) { return py::cast(PyEvent(event)); }
+
+py::object to_python(const nlohmann::json& value) { return pyjson::from_json(value); }
+
+namespace {
+
+std::string type_name(const py::handle& v) {
+  return py::str(py::type::handle_of(v).attr("__name__")).cast<std::string>();
+}
+
+// Finds the first value pybind11_json cannot convert; appends its path to `path`.
+bool find_unserialisable(const py::handle& v, std::string& path, std::string& reason) {
+  if (v.is_none() || py::isinstance<py::bool_>(v) || py::isinstance<py::float_>(v) ||
+      py::isinstance<py::str>(v) || py::isinstance<py::bytes>(v)) {
+    return false;
+  }
+  if (py::isinstance<py::int_>(v)) {
+    try {
+      (void)pyjson::to_json(v);
+      return false;
+    } catch (const std::exception&) {
+      reason = "integer " + py::repr(v).cast<std::string>() + " does not fit in 64 bits";
+      return true;
+    }
+  }
+  if (py::isinstance<py::list>(v) || py::isinstance<py::tuple>(v)) {
+    std::size_t i = 0;
+    for (const py::handle item : v) {
+      const auto size = path.size();
+      path += "[" + std::to_string(i++) + "]";
+      if (find_unserialisable(item, path, reason)) return true;
+      path.resize(size);
+    }
+    return false;
+  }
+  if (py::isinstance<py::dict>(v)) {
+    for (const auto& [key, item] : py::reinterpret_borrow<py::dict>(v)) {
+      const auto size = path.size();
+      path += "[" + py::repr(key).cast<std::string>() + "]";
+      if (find_unserialisable(item, path, reason)) return true;
+      path.resize(size);
+    }
+    return false;
+  }
+  reason = "object of type " + type_name(v) + " is not JSON serialisable";
+  return true;
+}
+
+}  // namespace
+
+nlohmann::json to_json(const py::handle& value, std::string_view root) {
+  try {
+    return pyjson::to_json(value);
+  } catch (py::error_already_set&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string path(root);
+    std::string reason;
+    if (!find_unserialisable(value, path, reason)) reason = e.what();
+    // A real Python TypeError (not a C++ exception), so that adapters carry it like any other
+    // exception raised by user code.
+    PyErr_SetString(PyExc_TypeError, (path + ": " + reason).c_str());
+    throw py::error_already_set();
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Exceptions
+
+namespace {
+
+struct ErrorTypes {
+  py::object herald, event_name, pattern, validation, payload_schema, parse, config, registry,
+      state, transport, unknown_value, startup, handler_failure;
+};
+ErrorTypes& error_types() {
+  static auto* t = new ErrorTypes();  // leaked: module lifetime
+  return *t;
+}
+
+py::object new_error(py::module_& m, const char* name, std::initializer_list<py::handle> bases,
+                     const char* doc) {
+  py::tuple b(bases.size());
+  std::size_t i = 0;
+  for (auto h : bases) b[i++] = py::reinterpret_borrow<py::object>(h);
+  const std::string qualified = std::string("herald.") + name;
+  PyObject* type = PyErr_NewExceptionWithDoc(qualified.c_str(), doc, b.ptr(), nullptr);
+  if (type == nullptr) throw py::error_already_set();
+  auto obj = py::reinterpret_steal<py::object>(type);
+  m.attr(name) = obj;
+  return obj;
+}
+
+py::object instance(const py::object& type, const std::exception& e) { return type(e.what()); }
+
+}  // namespace
+
+py::object python_exception(std::exception_ptr error) {
+  const auto& t = error_types();
+  try {
+    std::rethrow_exception(std::move(error));
+  } catch (const PythonError& e) {
+    return *e.exception();
+  } catch (const StartupError& e) {
+    auto x = instance(t.startup, e);
+    x.attr("hook") = e.hook();
+    return x;
+  } catch (const PayloadSchemaError& e) {
+    auto x = instance(t.payload_schema, e);
+    x.attr("field") = e.field();
+    x.attr("problem") = e.problem();
+    return x;
+  } catch (const ValidationError& e) {
+    auto x = instance(t.validation, e);
+    x.attr("field") = e.field();
+    x.attr("problem") = e.problem();
+    return x;
+  } catch (const EventNameError& e) {
+    auto x = instance(t.event_name, e);
+    x.attr("name") = e.name();
+    x.attr("reason") = e.reason();
+    return x;
+  } catch (const PatternError& e) {
+    auto x = instance(t.pattern, e);
+    x.attr("pattern") = e.pattern();
+    x.attr("reason") = e.reason();
+    return x;
+  } catch (const ConfigError& e) {
+    auto x = instance(t.config, e);
+    x.attr("key_path") = e.key_path();
+    return x;
+  } catch (const ParseError& e) {
+    return instance(t.parse, e);
+  } catch (const RegistryError& e) {
+    return instance(t.registry, e);
+  } catch (const StateError& e) {
+    return instance(t.state, e);
+  } catch (const TransportError& e) {
+    return instance(t.transport, e);
+  } catch (const UnknownValueError& e) {
+    return instance(t.unknown_value, e);
+  } catch (const HandlerFailure& e) {
+    return instance(t.handler_failure, e);
+  } catch (const Error& e) {
+    return instance(t.herald, e);
+  } catch (py::error_already_set& e) {
+    return *capture(e).exception();
+  } catch (const std::exception& e) {
+    return py::reinterpret_borrow<py::object>(PyExc_RuntimeError)(e.what());
+  } catch (...) {
+    return py::reinterpret_borrow<py::object>(PyExc_RuntimeError)("unknown C++ exception");
+  }
+}
+
+void bind_errors(py::module_& m) {
+  auto& t = error_types();
+  const py::handle value_error = PyExc_ValueError;
+  t.herald = new_error(m, "HeraldError", {PyExc_Exception}, "Base of every herald error.");
+  t.event_name = new_error(m, "EventNameError", {t.herald, value_error},
+                           "An event name that is not dot-separated tokens of [A-Za-z0-9_-].");
+  t.pattern = new_error(m, "PatternError", {t.herald, value_error},
+                        "A glob pattern that cannot be compiled.");
+  t.validation = new_error(m, "ValidationError", {t.herald, value_error},
+                           "Input data that does not have the expected shape.");
+  t.payload_schema = new_error(m, "PayloadSchemaError", {t.validation},
+                               "A payload that does not match its event's schema.");
+  t.parse = new_error(m, "ParseError", {t.herald, value_error}, "Text that is not valid JSON.");
+  t.config = new_error(m, "ConfigError", {t.herald}, "Configuration that cannot be used.");
+  t.registry = new_error(m, "RegistryError", {t.herald},
+                         "Registry misuse: duplicate or unknown name, frozen registry.");
+  t.state = new_error(m, "StateError", {t.herald},
+                      "An operation not allowed in the current lifecycle state.");
+  t.transport = new_error(m, "TransportError", {t.herald},
+                          "A transport that cannot do what was asked.");
+  t.unknown_value = new_error(m, "UnknownValueError", {t.herald, value_error},
+                              "A value outside a closed set of names.");
+  t.startup = new_error(m, "StartupError", {t.herald}, "An on_startup hook failed.");
+  t.handler_failure = new_error(m, "HandlerFailure", {t.herald},
+                                "A handler failure that was already reported.");
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    if (!p) return;
+    try {
+      std::rethrow_exception(p);
+    } catch (const PythonError& e) {
+      const auto& exc = *e.exception();
+      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+    } catch (const Error&) {
+      py::object exc = python_exception(p);
+      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+    }
+    // anything else falls through to pybind11's default translators
+  });
+}
+
+}  // namespace herald::py_bindings

@@ -1,0 +1,149 @@
+// Shared machinery of the `_herald` extension: Python objects held by C++ (released under the
+// GIL), persistent thread states for C++ threads that call Python, Python exceptions carried
+// through C++ code, payload conversion with key paths, and the exception hierarchy.
+//
+// GIL rules (DESIGN.md decision 9):
+//  - C++ code never waits while holding the GIL: every binding that may block or take a lock
+//    releases it first.
+//  - A C++ thread calls Python only inside a PyCall scope: it attaches a persistent thread state
+//    to the thread on first use (kept until the thread exits or detach_thread_state()), so each
+//    later acquisition costs a mutex hand-over, not a thread-state allocation.
+//  - Python objects owned by C++ live in a GilObject: the last owner releases it under the GIL,
+//    whatever thread that is. After interpreter finalization began they are leaked instead.
+#pragma once
+
+#include <herald/events/domain_event.hpp>
+#include <herald/events/error.hpp>
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <nlohmann/json.hpp>
+
+#include <exception>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace herald::py_bindings {
+
+namespace py = pybind11;
+
+/// The interpreter is initialized and not finalizing: it is safe to take the GIL.
+bool python_alive() noexcept;
+
+/// Deletes a py::object under the GIL (or leaks it when the interpreter is going away).
+struct GilDecref {
+  void operator()(py::object* object) const noexcept;
+};
+/// A Python object owned by C++. Copy freely; the last copy decrefs under the GIL.
+using GilObject = std::shared_ptr<py::object>;
+/// Call with the GIL held.
+GilObject hold(py::object object);
+
+/// Gives the calling C++ thread a persistent Python thread state (no-op for threads that
+/// already have one, such as Python's own threads). Call without holding the GIL.
+void attach_thread_state() noexcept;
+/// Releases the state attach_thread_state() created for this thread (also done at thread
+/// exit). Call without holding the GIL.
+void detach_thread_state() noexcept;
+
+/// Scope in which a C++ thread calls Python.
+class PyCall {
+ public:
+  PyCall() : attached_((attach_thread_state(), true)) {}
+
+ private:
+  bool attached_;
+  py::gil_scoped_acquire gil_;
+};
+
+/// Deleter for C++ objects whose destructor may wait for threads that call Python: drops the
+/// GIL (when the calling thread holds it) around the delete.
+template <typename T>
+struct ReleaseGilDelete {
+  void operator()(T* p) const noexcept {
+    if (python_alive() && PyGILState_Check()) {
+      py::gil_scoped_release nogil;
+      delete p;
+    } else {
+      delete p;
+    }
+  }
+};
+
+/// A Python exception raised by user code, carried through C++ (e.g. in an exception_ptr handed
+/// to on_publish_error / on_handle_error) so that Python sees the original object again.
+class PythonError : public herald::Error {
+ public:
+  PythonError(std::string message, GilObject exception)
+      : Error(std::move(message)), exception_(std::move(exception)) {}
+  const GilObject& exception() const noexcept { return exception_; }
+
+ private:
+  GilObject exception_;
+};
+
+/// Takes the exception out of `e` (GIL held) into a PythonError ("ValueError: boom"), with its
+/// traceback attached to the exception object.
+PythonError capture(py::error_already_set& e);
+
+/// The Python exception object for a C++ exception: the original for PythonError, an instance of
+/// the matching herald exception type for herald errors (with attributes such as `field`,
+/// `pattern`, `key_path`), RuntimeError otherwise. GIL held.
+py::object python_exception(std::exception_ptr error);
+
+/// Logs `exc` with its traceback through the `herald` Python logger (rate limited). GIL held;
+/// never throws.
+void log_exception(const std::string& message, const py::handle& exc) noexcept;
+
+/// Calls `fn(args...)`; when the result is awaitable, runs it to completion through
+/// `runner.await_(...)` (the worker's or bus's event loop) and returns its result. GIL held.
+template <typename... Args>
+py::object call_hook(const py::handle& runner, const py::handle& fn, Args&&... args) {
+  py::object result = fn(std::forward<Args>(args)...);
+  PyObject* r = result.ptr();
+  auto* async = Py_TYPE(r)->tp_as_async;
+  if (async != nullptr && async->am_await != nullptr) {
+    result = runner.attr("await_")(result);
+  }
+  return result;
+}
+
+/// Python value -> JSON through pybind11_json. A value that is not JSON serialisable raises
+/// TypeError naming its key path below `root` ("payload['items'][2]: object of type set is not
+/// JSON serialisable"). GIL held.
+nlohmann::json to_json(const py::handle& value, std::string_view root);
+/// JSON -> Python value. GIL held.
+py::object to_python(const nlohmann::json& value);
+
+/// Objects the pure-Python layer installs at import (herald/__init__.py): the StepEventContext
+/// and SubscriberResult classes and the exception logger. Leaked on purpose (module lifetime).
+struct Runtime {
+  py::object step_event_context;
+  py::object subscriber_result;
+  py::object log_exception;
+};
+Runtime& runtime();
+
+/// The Python wrapper of an event (herald.DomainEvent). Converts payload and metadata lazily
+/// and once.
+struct PyEvent {
+  EventPtr event;
+  py::object payload;   // cached dicts (None until first read)
+  py::object metadata;
+  explicit PyEvent(EventPtr e) : event(std::move(e)) {}
+};
+
+/// Wraps an event for Python. GIL held.
+py::object wrap_event(const EventPtr& event);
+
+// Module parts, defined in their own files.
+void bind_errors(py::module_& m);
+void bind_events(py::module_& m);
+void bind_publishers(py::module_& m);
+void bind_subscribers(py::module_& m);
+void bind_worker(py::module_& m);
+void bind_zmq(py::module_& m);
+
+}  // namespace herald::py_bindings

@@ -1,0 +1,337 @@
+// herald.DomainEvent, herald.StepCompletion, patterns and the in-process EventBus.
+#include "common.hpp"
+
+#include <herald/events/event_bus.hpp>
+#include <herald/events/ids.hpp>
+#include <herald/events/pattern.hpp>
+#include <herald/events/step_completion.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <optional>
+
+namespace herald::py_bindings {
+
+namespace {
+
+std::chrono::milliseconds seconds_to_ms(double seconds) {
+  if (!(seconds >= 0) || std::isinf(seconds)) seconds = 365.0 * 24 * 3600;  // "forever"
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000.0)));
+}
+
+std::vector<std::string> pattern_list(const py::handle& patterns) {
+  if (py::isinstance<py::str>(patterns)) return {patterns.cast<std::string>()};
+  return patterns.cast<std::vector<std::string>>();
+}
+
+/// The Python EventBus: owns its bus, or shares one owned by something else (a worker).
+struct PyBus {
+  std::shared_ptr<EventBus> bus;
+};
+
+/// A subscription handle. Dropping it leaves the subscription in place (the Python idiom:
+/// `bus.subscribe(...)` without keeping the result); unsubscribe() ends it.
+struct PySubscription {
+  std::shared_ptr<EventBus> bus;  // keeps the bus alive while the handle exists
+  Subscription subscription;
+  PySubscription(std::shared_ptr<EventBus> b, Subscription s)
+      : bus(std::move(b)), subscription(std::move(s)) {}
+  PySubscription(PySubscription&&) = default;
+  ~PySubscription() { subscription.release(); }
+};
+
+py::dict stats_dict(const SubscriptionStats& s) { return to_python(s.to_json()); }
+
+StepCompletion completion_from(const py::handle& obj) {
+  if (py::isinstance<StepCompletion>(obj)) return obj.cast<StepCompletion>();
+  if (!py::isinstance<py::dict>(obj)) {
+    throw py::type_error("expected a dict or herald.StepCompletion, got " +
+                         py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>());
+  }
+  return StepCompletion::from_json(to_json(obj, "completion"));
+}
+
+}  // namespace
+
+StepCompletion completion_from_python(const py::handle& obj) { return completion_from(obj); }
+
+std::shared_ptr<EventBus> native_bus(const py::handle& obj) {
+  return obj.cast<PyBus&>().bus;
+}
+
+py::object wrap_bus(std::shared_ptr<EventBus> bus) { return py::cast(PyBus{std::move(bus)}); }
+
+void bind_events(py::module_& m) {
+  m.def(
+      "_install_runtime",
+      [](py::object step_event_context, py::object subscriber_result, py::object log) {
+        auto& r = runtime();
+        r.step_event_context = std::move(step_event_context);
+        r.subscriber_result = std::move(subscriber_result);
+        r.log_exception = std::move(log);
+      },
+      py::arg("step_event_context"), py::arg("subscriber_result"), py::arg("log_exception"));
+
+  m.def("new_uuid_v7", &new_uuid_v7, "A new UUID v7 as text (time ordered).");
+  m.def("validate_event_name", [](std::string_view n) { validate_event_name(n); },
+        "Raises EventNameError naming the offending character or token.");
+  m.def("is_valid_event_name", [](std::string_view n) { return is_valid_event_name(n); });
+
+  py::class_<Pattern>(m, "Pattern", "A compiled glob pattern (AMQP topic semantics).")
+      .def(py::init([](std::string_view text) { return Pattern::compile(text); }), py::arg("text"))
+      .def_property_readonly("text", &Pattern::text)
+      .def("matches", &Pattern::matches, py::arg("name"))
+      .def_property_readonly("is_literal", &Pattern::is_literal)
+      .def_property_readonly("matches_everything", &Pattern::matches_everything)
+      .def_property_readonly("literal_prefix", &Pattern::literal_prefix)
+      .def("__repr__", [](const Pattern& p) { return "Pattern(" + py::repr(py::str(p.text())).cast<std::string>() + ")"; });
+
+  py::class_<PyEvent>(m, "DomainEvent", "An immutable domain event (shared, never copied).")
+      .def_static(
+          "create",
+          [](std::string name, py::object payload, py::object metadata) {
+            nlohmann::json p = payload.is_none() ? nlohmann::json::object() : to_json(payload, "payload");
+            EventMetadata meta;
+            if (!metadata.is_none()) meta = EventMetadata::from_json(to_json(metadata, "metadata"));
+            return PyEvent(DomainEvent::create(std::move(name), std::move(p), std::move(meta)));
+          },
+          py::arg("event_name"), py::arg("payload") = py::none(), py::arg("metadata") = py::none())
+      .def_static(
+          "from_dict", [](const py::dict& d) { return PyEvent(DomainEvent::from_json(to_json(d, "event"))); },
+          py::arg("data"))
+      .def_property_readonly("event_id", [](const PyEvent& e) { return e.event->event_id(); })
+      .def_property_readonly("event_name", [](const PyEvent& e) { return e.event->event_name(); })
+      .def_property_readonly("payload",
+                             [](PyEvent& e) {
+                               if (!e.payload) e.payload = to_python(e.event->payload());
+                               return e.payload;
+                             })
+      .def_property_readonly("metadata",
+                             [](PyEvent& e) {
+                               if (!e.metadata) e.metadata = to_python(e.event->metadata().to_json());
+                               return e.metadata;
+                             })
+      .def_property_readonly("execution_result",
+                             [](const PyEvent& e) { return to_python(e.event->execution_result().to_json()); })
+      .def_property_readonly("correlation_id",
+                             [](const PyEvent& e) { return e.event->metadata().correlation_id; })
+      .def("to_dict", [](const PyEvent& e) { return to_python(e.event->to_json()); })
+      .def("to_json", [](const PyEvent& e) { return e.event->json_text(); }, "Compact JSON text.")
+      .def("__eq__",
+           [](const PyEvent& a, const py::object& b) {
+             return py::isinstance<PyEvent>(b) && b.cast<const PyEvent&>().event->event_id() == a.event->event_id();
+           })
+      .def("__hash__", [](const PyEvent& e) { return py::hash(py::str(e.event->event_id())); })
+      .def("__repr__", [](const PyEvent& e) {
+        return "DomainEvent(event_name='" + e.event->event_name() + "', event_id='" + e.event->event_id() + "')";
+      });
+
+  py::class_<StepCompletion>(m, "StepCompletion", "A step's completion: the input of publishing.")
+      .def(py::init([](std::string step_name, bool success, std::string task_uuid, std::string step_uuid,
+                       std::string namespace_name, std::string correlation_id, bool retryable,
+                       int retry_count, int max_retries, py::object result, py::object metadata,
+                       py::object error) {
+             py::dict d;
+             d["step_name"] = step_name;
+             d["success"] = success;
+             d["task_uuid"] = task_uuid;
+             d["step_uuid"] = step_uuid;
+             d["namespace"] = namespace_name;
+             d["correlation_id"] = correlation_id;
+             d["retryable"] = retryable;
+             d["retry_count"] = retry_count;
+             d["max_retries"] = max_retries;
+             if (!result.is_none()) d["result"] = result;
+             if (!metadata.is_none()) d["metadata"] = metadata;
+             if (!error.is_none()) d["error"] = error;
+             return StepCompletion::from_json(to_json(d, "completion"));
+           }),
+           py::arg("step_name"), py::arg("success"), py::kw_only(), py::arg("task_uuid") = "",
+           py::arg("step_uuid") = "", py::arg("namespace") = "", py::arg("correlation_id") = "",
+           py::arg("retryable") = false, py::arg("retry_count") = 0, py::arg("max_retries") = 0,
+           py::arg("result") = py::none(), py::arg("metadata") = py::none(), py::arg("error") = py::none())
+      .def_static("from_dict", [](const py::handle& d) { return completion_from(d); }, py::arg("data"))
+      .def("to_dict", [](const StepCompletion& c) { return to_python(c.to_json()); })
+      .def_readwrite("step_name", &StepCompletion::step_name)
+      .def_readwrite("task_uuid", &StepCompletion::task_uuid)
+      .def_readwrite("step_uuid", &StepCompletion::step_uuid)
+      .def_readwrite("namespace", &StepCompletion::namespace_name)
+      .def_readwrite("correlation_id", &StepCompletion::correlation_id)
+      .def_readwrite("success", &StepCompletion::success)
+      .def_readwrite("retryable", &StepCompletion::retryable)
+      .def_readwrite("retry_count", &StepCompletion::retry_count)
+      .def_readwrite("max_retries", &StepCompletion::max_retries)
+      .def_property(
+          "result", [](const StepCompletion& c) { return to_python(c.result); },
+          [](StepCompletion& c, const py::object& v) { c.result = to_json(v, "result"); })
+      .def_property(
+          "metadata", [](const StepCompletion& c) { return to_python(c.metadata); },
+          [](StepCompletion& c, const py::object& v) { c.metadata = to_json(v, "metadata"); })
+      .def_property_readonly("error",
+                             [](const StepCompletion& c) -> py::object {
+                               if (!c.error) return py::none();
+                               py::dict d;
+                               d["message"] = c.error->message;
+                               d["error_type"] = c.error->error_type;
+                               return d;
+                             })
+      .def_property_readonly("will_retry", &StepCompletion::will_retry)
+      .def("__eq__", [](const StepCompletion& a, const StepCompletion& b) { return a == b; })
+      .def("__repr__", [](const StepCompletion& c) {
+        return "StepCompletion(step_name='" + c.step_name + "', success=" + (c.success ? "True" : "False") + ")";
+      });
+
+  py::class_<PySubscription>(m, "Subscription",
+                             "A subscription; unsubscribe() ends it (dropping the handle does not).")
+      .def("unsubscribe", [](PySubscription& s) { s.subscription.unsubscribe(); },
+           py::call_guard<py::gil_scoped_release>(),
+           "Stops deliveries; when it returns the handler is not running (unless called from "
+           "inside it). Idempotent.")
+      .def_property_readonly("active", [](const PySubscription& s) { return s.subscription.active(); })
+      .def_property_readonly("name", [](const PySubscription& s) { return s.subscription.name(); })
+      .def("stats", [](const PySubscription& s) {
+        SubscriptionStats st;
+        {
+          py::gil_scoped_release nogil;
+          st = s.subscription.stats();
+        }
+        return stats_dict(st);
+      })
+      .def("pause", [](PySubscription& s) { s.subscription.pause(); }, py::call_guard<py::gil_scoped_release>())
+      .def("resume", [](PySubscription& s) { s.subscription.resume(); }, py::call_guard<py::gil_scoped_release>())
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](PySubscription& s, py::args) {
+        py::gil_scoped_release nogil;
+        s.subscription.unsubscribe();
+      });
+
+  py::class_<PyBus>(m, "_EventBus")
+      .def(py::init([](std::size_t threads, bool inline_dispatch, std::size_t batch_size, std::string name) {
+             BusOptions options;
+             options.dispatcher_threads = threads;
+             options.inline_dispatch = inline_dispatch;
+             options.batch_size = batch_size == 0 ? 1 : batch_size;
+             options.name = std::move(name);
+             options.on_dispatcher_start = [] { attach_thread_state(); };
+             options.on_dispatcher_stop = [] { detach_thread_state(); };
+             py::gil_scoped_release nogil;
+             return PyBus{std::shared_ptr<EventBus>(new EventBus(std::move(options)), ReleaseGilDelete<EventBus>{})};
+           }),
+           py::arg("dispatcher_threads") = 0, py::arg("inline") = false, py::arg("batch_size") = 64,
+           py::arg("name") = "bus")
+      .def(
+          "subscribe",
+          [](PyBus& self, const py::object& patterns, const py::object& fn, const py::object& runner,
+             std::string name, std::size_t capacity, std::string overflow, double block_timeout,
+             double slow_threshold) {
+            SubscribeOptions options;
+            options.name = std::move(name);
+            options.capacity = capacity == 0 ? 1 : capacity;
+            options.overflow = parse_overflow_policy(overflow);
+            options.block_timeout = seconds_to_ms(block_timeout);
+            options.slow_threshold = seconds_to_ms(slow_threshold);
+            auto list = pattern_list(patterns);
+            if (!PyCallable_Check(fn.ptr())) throw py::type_error("subscribe: the handler is not callable");
+            // Label for logs: the subscription name, else the handler's qualified name.
+            std::string label = options.name;
+            if (label.empty()) {
+              label = py::str(py::getattr(fn, "__qualname__", py::repr(fn))).cast<std::string>();
+            }
+            BatchHandler handler = [f = hold(fn), r = hold(runner), label](
+                                       std::span<const EventPtr> events, std::span<HandleOutcome> outcomes) {
+              if (!python_alive()) {
+                for (auto& o : outcomes) o = HandleOutcome::failed;
+                return;
+              }
+              PyCall call;  // one GIL acquisition per batch
+              for (std::size_t i = 0; i < events.size(); ++i) {
+                try {
+                  call_hook(*r, *f, wrap_event(events[i]));
+                } catch (py::error_already_set& e) {
+                  outcomes[i] = HandleOutcome::failed;
+                  const auto err = capture(e);
+                  log_exception("handler '" + label + "' failed on event_name=" + events[i]->event_name() +
+                                    " event_id=" + events[i]->event_id(),
+                                *err.exception());
+                } catch (const std::exception& e) {
+                  outcomes[i] = HandleOutcome::failed;
+                  log_exception("handler '" + label + "' failed on event_name=" + events[i]->event_name(),
+                                py::reinterpret_borrow<py::object>(PyExc_RuntimeError)(e.what()));
+                }
+              }
+            };
+            std::shared_ptr<EventBus> bus = self.bus;
+            Subscription s;
+            {
+              py::gil_scoped_release nogil;
+              s = bus->subscribe_batch(list, std::move(handler), std::move(options));
+            }
+            return PySubscription(std::move(bus), std::move(s));
+          },
+          py::arg("patterns"), py::arg("handler"), py::arg("runner"), py::arg("name") = "",
+          py::arg("capacity") = 10'000, py::arg("overflow") = "block", py::arg("block_timeout") = 5.0,
+          py::arg("slow_threshold") = 0.0)
+      .def(
+          "publish",
+          [](PyBus& self, std::string name, const py::object& payload, const py::object& metadata) {
+            nlohmann::json p = payload.is_none() ? nlohmann::json::object() : to_json(payload, "payload");
+            EventMetadata meta;
+            if (!metadata.is_none()) meta = EventMetadata::from_json(to_json(metadata, "metadata"));
+            EventPtr event = DomainEvent::create(std::move(name), std::move(p), std::move(meta));
+            PublishReport report;
+            {
+              py::gil_scoped_release nogil;
+              report = self.bus->publish(event);
+            }
+            if (report.rejected) throw StateError("publish: the bus is closed (event '" + event->event_name() + "')");
+            return PyEvent(std::move(event));
+          },
+          py::arg("event_name"), py::arg("payload") = py::none(), py::arg("metadata") = py::none())
+      .def(
+          "publish_event",
+          [](PyBus& self, const PyEvent& e) {
+            PublishReport r;
+            {
+              py::gil_scoped_release nogil;
+              r = self.bus->publish(e.event);
+            }
+            py::dict d;
+            d["matched"] = r.matched;
+            d["delivered"] = r.delivered;
+            d["dropped"] = r.dropped;
+            d["failed"] = r.failed;
+            d["rejected"] = r.rejected;
+            return d;
+          },
+          py::arg("event"))
+      .def("drain", [](PyBus& self, double timeout) { return self.bus->drain(seconds_to_ms(timeout)); },
+           py::arg("timeout") = 5.0, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "close",
+          [](PyBus& self, double timeout) {
+            StopReport r;
+            {
+              py::gil_scoped_release nogil;
+              r = self.bus->stop(seconds_to_ms(timeout));
+            }
+            py::dict d;
+            d["drained"] = r.drained;
+            d["undelivered"] = r.undelivered;
+            d["duration_ms"] = r.duration.count();
+            return d;
+          },
+          py::arg("timeout") = 5.0)
+      .def_property_readonly("closed", [](const PyBus& self) { return self.bus->stopped(); })
+      .def_property_readonly("dispatcher_threads", [](const PyBus& self) { return self.bus->dispatcher_threads(); })
+      .def_property_readonly("pending", [](const PyBus& self) { return self.bus->pending(); })
+      .def("stats", [](const PyBus& self) {
+        nlohmann::json j;
+        {
+          py::gil_scoped_release nogil;
+          j = self.bus->stats().to_json();
+        }
+        return to_python(j);
+      });
+}
+
+}  // namespace herald::py_bindings
