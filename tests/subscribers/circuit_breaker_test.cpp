@@ -16,11 +16,12 @@ using herald::EventPtr;
 using herald::SubscriberRegistry;
 using herald::SubscriberResult;
 using herald::testing::FnSubscriber;
+using herald::testing::fn;
+using herald::testing::make;
 using herald::testing::wait_for;
 using namespace std::chrono_literals;
 
 namespace {
-EventPtr make(const std::string& name, int n = 0) { return DomainEvent::create(name, {{"n", n}}); }
 const auto t0 = CircuitBreaker::Clock::time_point{} + 1h;
 }  // namespace
 

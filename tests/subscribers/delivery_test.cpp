@@ -18,12 +18,12 @@ using herald::OverflowPolicy;
 using herald::SubscriberRegistry;
 using herald::SubscriberResult;
 using herald::testing::FnSubscriber;
+using herald::testing::fn;
+using herald::testing::make;
 using herald::testing::wait_for;
 using namespace std::chrono_literals;
 
 namespace {
-EventPtr make(const std::string& name, int n) { return DomainEvent::create(name, {{"n", n}}); }
-
 // A subscriber that counts and, optionally, checks per-publisher order (payload {"t", "n"}).
 class Counter : public herald::Subscriber {
  public:

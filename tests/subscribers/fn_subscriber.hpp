@@ -92,4 +92,12 @@ class FnSubscriber : public Subscriber {
   std::vector<std::string> patterns_;
 };
 
+/// An event named `name` with payload {"n": n}.
+inline EventPtr make(const std::string& name, int n = 0) { return DomainEvent::create(name, {{"n", n}}); }
+
+/// A FnSubscriber subscribed to `patterns`.
+inline std::shared_ptr<FnSubscriber> fn(std::string name, std::vector<std::string> patterns = {"#"}) {
+  return std::make_shared<FnSubscriber>(std::move(name), std::move(patterns));
+}
+
 }  // namespace herald::testing

@@ -17,15 +17,12 @@ using herald::EventPtr;
 using herald::SubscriberRegistry;
 using herald::SubscriberResult;
 using herald::testing::FnSubscriber;
+using herald::testing::fn;
+using herald::testing::make;
 using herald::testing::wait_for;
 using namespace std::chrono_literals;
 
 namespace {
-EventPtr make(const std::string& name, int n = 0) { return DomainEvent::create(name, {{"n", n}}); }
-
-std::shared_ptr<FnSubscriber> fn(std::string name, std::vector<std::string> patterns = {"#"}) {
-  return std::make_shared<FnSubscriber>(std::move(name), std::move(patterns));
-}
 
 // Holds handlers until opened. Waiting on a condition, not a clock.
 class Gate {
