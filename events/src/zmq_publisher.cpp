@@ -166,6 +166,7 @@ void ZmqPublisher::Impl::send_one(zmq::socket_t& socket, const EventPtr& event,
         envelope->data(), envelope->size(),
         [](void*, void* hint) { delete static_cast<std::string*>(hint); }, envelope);
     zmq::message_t topic(event->event_name().data(), event->event_name().size());
+    detail::tsan_release(envelope->data());
     if (socket.send(topic, zmq::send_flags::sndmore | zmq::send_flags::dontwait) &&
         socket.send(body, zmq::send_flags::dontwait)) {
       sent.fetch_add(1, std::memory_order_relaxed);

@@ -186,6 +186,7 @@ void ZmqSubscriber::Impl::run(const ZmqSubscriberOptions& options, const std::st
         for (;;) {
           const bool more = part.more();
           if (count < frames.size()) {
+            detail::tsan_acquire(part.data());
             frames[count] = std::move(part);
             views[count] = frames[count].to_string_view();
           }
