@@ -166,6 +166,7 @@ int run_demo(const DemoOptions& options) {
   ZmqPublisherOptions zopts;
   zopts.endpoints = config.zeromq->publish;
   zopts.bind = true;
+  zopts.linger = std::chrono::seconds(10);  // a slow receiver still gets what was queued
   auto publisher = std::make_shared<ZmqPublisher>(zopts);
   Worker worker(config);
   worker.set_transport(publisher);
@@ -199,6 +200,13 @@ int run_demo(const DemoOptions& options) {
               tail_connected ? "connected" : "NOT connected");
 
   for (const auto& c : completions) worker.complete_step(c);
+  // Let both roads finish before stopping: the worker's queues, then the second process.
+  worker.drain(std::chrono::seconds(20));
+  const auto catch_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (count_lines(tail_out) < expected_zmq && std::chrono::steady_clock::now() < catch_up &&
+         ::waitpid(tail_pid, nullptr, WNOHANG) == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   const auto report = worker.stop(std::chrono::seconds(20));
   const auto status = worker.status();
 

@@ -213,13 +213,14 @@ def test_sighup_reloads_new_step_declarations_and_refuses_an_invalid_file(tmp_pa
 
 
 def test_demo_runs_end_to_end_and_checks_every_road(tmp_path):
-    r = subprocess.run([herald_bin(), "demo", "--dir", str(tmp_path / "demo")],
+    # 900 completions: every road and outcome, small enough for sanitizer builds.
+    r = subprocess.run([herald_bin(), "demo", "--completions", "900", "--dir", str(tmp_path / "demo")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "demo OK" in r.stdout
     audit = [json.loads(l) for l in (tmp_path / "demo" / "audit.jsonl").read_text().splitlines()]
     tail = [json.loads(l) for l in (tmp_path / "demo" / "tail.jsonl").read_text().splitlines()]
-    assert len(audit) > 1000 and len(tail) > 1000
+    assert len(audit) > 300 and len(tail) > 300
     assert all(e["event_name"] != "notification.receipt_sent" for e in audit)  # zeromq-only
     assert any(e["event_name"] == "notification.receipt_sent" for e in tail)
 
