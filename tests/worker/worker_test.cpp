@@ -338,3 +338,53 @@ TEST(WorkerStates, ParseAndPrintEveryState) {
   }
   EXPECT_THROW(herald::parse_worker_state("PAUSED"), herald::UnknownValueError);
 }
+
+TEST(WorkerIntake, DropOldestDisplacesQueuedCompletionsAndCountsThem) {
+  herald::PublisherRegistry publishers;
+  auto config = payments_config(1);
+  config.intake_capacity = 2;
+  config.intake_overflow = herald::OverflowPolicy::drop_oldest;
+  Worker worker(config, &publishers);
+  std::atomic<bool> release{false};
+  std::atomic<int> seen{0};
+  worker.on_success([&](const StepCompletion&) {
+    ++seen;
+    while (!release) std::this_thread::yield();  // hold the intake thread on the first completion
+  });
+  worker.start();
+  worker.complete_step(completion(true, 0));
+  ASSERT_TRUE(wait_for([&] { return seen.load() == 1; }));
+  for (int i = 1; i <= 5; ++i) EXPECT_TRUE(worker.complete_step(completion(true, i)));  // 1..3 displaced
+  release = true;
+  ASSERT_TRUE(worker.drain(10s));
+  const auto c = worker.status()["completions"];
+  EXPECT_EQ(c["received"], 6);
+  EXPECT_EQ(c["dropped"], 3);
+  EXPECT_EQ(c["processed"], 3);
+  EXPECT_EQ(c["rejected"], 0);
+  worker.stop();
+}
+
+TEST(WorkerIntake, DropNewestRefusesWhenFull) {
+  herald::PublisherRegistry publishers;
+  auto config = payments_config(1);
+  config.intake_capacity = 1;
+  config.intake_overflow = herald::OverflowPolicy::drop_newest;
+  Worker worker(config, &publishers);
+  std::atomic<bool> release{false};
+  std::atomic<int> seen{0};
+  worker.on_success([&](const StepCompletion&) {
+    ++seen;
+    while (!release) std::this_thread::yield();
+  });
+  worker.start();
+  worker.complete_step(completion(true, 0));
+  ASSERT_TRUE(wait_for([&] { return seen.load() == 1; }));
+  EXPECT_TRUE(worker.complete_step(completion(true, 1)));
+  EXPECT_FALSE(worker.complete_step(completion(true, 2)));
+  release = true;
+  ASSERT_TRUE(worker.drain(10s));
+  EXPECT_EQ(worker.status()["completions"]["rejected"], 1);
+  EXPECT_EQ(worker.status()["completions"]["processed"], 2);
+  worker.stop();
+}

@@ -142,8 +142,9 @@ struct Worker::Impl {
   bool intake_busy = false;
   std::thread intake_thread;
 
-  std::atomic<std::uint64_t> received{0}, processed{0}, rejected{0}, succeeded{0}, failed{0},
-      unknown_step{0}, hook_errors{0};
+  // received == processed + dropped + queued; rejected were never accepted.
+  std::atomic<std::uint64_t> received{0}, processed{0}, rejected{0}, dropped{0}, succeeded{0},
+      failed{0}, unknown_step{0}, hook_errors{0};
   std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
 
   std::mutex run_mutex;
@@ -457,8 +458,8 @@ bool Worker::complete_step(StepCompletion completion) {
         w.rejected.fetch_add(1);
         return false;
       case OverflowPolicy::drop_oldest:
-        w.intake.pop_front();
-        w.rejected.fetch_add(1);
+        w.intake.pop_front();  // accepted earlier, displaced now: dropped, not rejected
+        w.dropped.fetch_add(1);
         break;
       case OverflowPolicy::block:
         if (!w.intake_not_full.wait_for(lock, w.config.intake_block_timeout, [&] {
@@ -634,6 +635,7 @@ void Worker::reload(WorkerConfig next) {
     auto it = old_by_name.find(name);
     if (it == old_by_name.end() || !(it->second == fresh)) w.start_subscriber(make_configured_subscriber(fresh));
   }
+  const auto step_count = next.steps.size();
   {
     // Only the parts a reload changes; name, queues and transports stay as started.
     std::lock_guard lock(w.steps_mutex);
@@ -641,7 +643,7 @@ void Worker::reload(WorkerConfig next) {
     w.config.subscribers = std::move(next.subscribers);
   }
   logger()->info("worker '{}': configuration reloaded ({} steps, {} subscribers)", w.config.name,
-                 new_by_name.size() == 0 ? 0 : w.config.steps.size(), new_by_name.size());
+                 step_count, new_by_name.size());
 }
 
 void Worker::reload_from_file() {
@@ -661,7 +663,8 @@ nlohmann::json Worker::status() const {
   j["state"] = std::string(to_string(w.state.load()));
   j["uptime_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - w.started_at).count();
   j["completions"] = {{"received", w.received.load()},   {"processed", w.processed.load()},
-                      {"rejected", w.rejected.load()},   {"succeeded", w.succeeded.load()},
+                      {"rejected", w.rejected.load()},   {"dropped", w.dropped.load()},
+                      {"succeeded", w.succeeded.load()},
                       {"failed", w.failed.load()},       {"unknown_step", w.unknown_step.load()}};
   j["hook_errors"] = w.hook_errors.load();
   {
