@@ -253,3 +253,30 @@ def test_listen_takes_completions_from_a_zeromq_push_socket(tmp_path):
     assert proc.returncode == 0, err
     assert "step_name: expected string, got boolean" in err
     assert [e["metadata"]["correlation_id"] for e in audit_lines(tmp_path)] == [f"c-{i}" for i in range(100)]
+
+
+def test_a_second_sigterm_during_a_slow_graceful_stop_exits_at_once(tmp_path):
+    # fsync per event makes draining 50,000 completions take far longer than the test waits,
+    # so the second signal always arrives during the graceful stop.
+    config = {
+        "worker": {"dispatcher_threads": 1, "intake_capacity": 100000, "shutdown_drain_timeout_ms": 120000},
+        "steps": [{"name": "process_payment", "publishes_events": [{"name": "payment.processed"}]}],
+        "subscribers": [{"type": "audit", "name": "audit", "subscribes_to": ["#"], "path": "audit.jsonl",
+                         "fsync": True}],
+    }
+    (tmp_path / "herald.json").write_text(json.dumps(config))
+    steps = tmp_path / "steps.jsonl"
+    steps.write_text("".join(completion(i) + "\n" for i in range(50000)))
+    proc = subprocess.Popen([herald_bin(), "run", "--config", str(tmp_path / "herald.json"), "--steps", str(steps)],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    lines = []
+    threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
+    assert wait_for(lambda: len(audit_lines(tmp_path)) > 0)
+    proc.send_signal(signal.SIGTERM)
+    assert wait_for(lambda: any(b"stopping gracefully" in l for l in lines)), lines
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert wait_for(lambda: any(b"exiting at once" in l for l in lines)), lines
+    events = audit_lines(tmp_path)  # parses every line: no torn line after the forced exit
+    assert 0 < len(events) < 50000
+    assert [e["metadata"]["correlation_id"] for e in events] == [f"c-{i}" for i in range(len(events))]
