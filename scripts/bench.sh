@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs herald's benchmarks (issue 6) and writes bench/results/latest.{json,md} (+ a PNG plot).
+#
+#   scripts/bench.sh            # install extras if missing, build build-bench, run, report
+#
+# Installs its own extra Debian packages (only what is missing; root or sudo), configures
+# build-bench in Release with benchmarks on, builds the bench targets only (HERALD_BENCH_JOBS,
+# default 1), runs every scenario with 5 repetitions and reports medians and goal ratios.
+# Not part of .ci/run or scripts/test.sh: speed lives here, never in timed tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential cmake pkg-config libzmq3-dev cppzmq-dev nlohmann-json3-dev libre2-dev
+  libspdlog-dev libcli11-dev libbenchmark-dev libboost-dev python3 python3-matplotlib)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bench: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+build_dir=build-bench
+if [ ! -f "$build_dir/CMakeCache.txt" ]; then
+  cmake -S . -B "$build_dir" -DHERALD_BUILD_BENCH=ON -DCMAKE_BUILD_TYPE=Release \
+    -DHERALD_BUILD_PYTHON=OFF -DHERALD_BUILD_TESTS=OFF >/dev/null
+fi
+targets=(bench_inline bench_pipeline bench_memory bench_fanout zmq_throughput)
+cmake --build "$build_dir" -j"${HERALD_BENCH_JOBS:-1}" --target "${targets[@]}" 2>&1 |
+  { grep -vE '^\[ *[0-9]+%\]|^-- ' || true; }
+
+reps="${HERALD_BENCH_REPETITIONS:-5}"
+raw=bench/results/raw
+mkdir -p "$raw"
+gbench=(--benchmark_repetitions="$reps" --benchmark_report_aggregates_only=true
+  --benchmark_format=json)
+
+for b in bench_inline bench_pipeline bench_fanout; do
+  echo "bench: $b" >&2
+  "$build_dir/bench/$b" "${gbench[@]}" --benchmark_out="$raw/$b.json" \
+    --benchmark_out_format=json >/dev/null
+done
+
+echo "bench: bench_memory x$reps" >&2
+: >"$raw/bench_memory.jsonl"
+for _ in $(seq "$reps"); do
+  # A miss (exit 1) is recorded in the report, not fatal here.
+  "$build_dir/bench/bench_memory" >>"$raw/bench_memory.jsonl" 2>>"$build_dir/bench_memory.log" || true
+done
+
+echo "bench: zmq_throughput (single run, scenario 4 partial)" >&2
+timeout 300 "$build_dir/bench/zmq_throughput" "${HERALD_BENCH_ZMQ_EVENTS:-100000}" \
+  >"$raw/zmq_throughput.md" 2>&1 || echo "zmq_throughput failed (see $raw/zmq_throughput.md)" >&2
+
+/usr/bin/python3 bench/report.py "$raw" bench/results
