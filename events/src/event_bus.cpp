@@ -119,6 +119,7 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
 
   // Events queued or running, all mailboxes; drain() waits for zero.
   std::atomic<std::int64_t> pending{0};
+  std::atomic<int> drain_waiters{0};
   std::mutex idle_mutex;
   std::condition_variable idle_cv;
 
@@ -131,7 +132,10 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
   void add_pending(std::int64_t n) { pending.fetch_add(n, std::memory_order_relaxed); }
   void remove_pending(std::int64_t n) {
     if (n == 0) return;
-    if (pending.fetch_sub(n, std::memory_order_acq_rel) == n) {
+    // Only wake drain() when someone waits: in inline mode pending goes 0 -> 1 -> 0 on every
+    // publish, and a lock + broadcast each time would dominate its cost. seq_cst on both
+    // sides (here and in drain()) means either we see the waiter or it sees pending == 0.
+    if (pending.fetch_sub(n) == n && drain_waiters.load() > 0) {
       std::lock_guard lock(idle_mutex);
       idle_cv.notify_all();
     }
@@ -210,6 +214,7 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
           mb->queue.push_back(event);
           add_pending(1);
           maybe_schedule_locked(mb, lock);
+          if (lock.owns_lock()) lock.unlock();  // never log under the mailbox lock
           log_drop(*mb, *oldest, "mailbox full (drop_oldest)");
           return true;
         }
@@ -640,9 +645,14 @@ PublishReport EventBus::publish(const EventPtr& event) noexcept {
 
 bool EventBus::drain(std::chrono::milliseconds timeout) {
   auto& core = *core_;
-  std::unique_lock lock(core.idle_mutex);
-  return core.idle_cv.wait_for(lock, timeout,
-                               [&] { return core.pending.load(std::memory_order_acquire) <= 0; });
+  core.drain_waiters.fetch_add(1);
+  bool idle;
+  {
+    std::unique_lock lock(core.idle_mutex);
+    idle = core.idle_cv.wait_for(lock, timeout, [&] { return core.pending.load() <= 0; });
+  }
+  core.drain_waiters.fetch_sub(1);
+  return idle;
 }
 
 StopReport EventBus::stop(std::chrono::milliseconds timeout) {
