@@ -46,8 +46,11 @@ from ._herald import (
     UnknownValueError,
     ValidationError,
     ZmqPublisher,
+    curve_keypair,
     is_valid_event_name,
     new_uuid_v7,
+    read_curve_public_key,
+    read_curve_secret_key,
     validate_event_name,
 )
 
@@ -57,8 +60,8 @@ __all__ = [
     "PayloadSchemaError", "PublisherRegistry", "RegistryError", "StartupError", "StateError",
     "StepCompletion", "StepEventContext", "SubscriberRegistry", "SubscriberResult", "Subscription",
     "TransportError", "UnknownValueError", "ValidationError", "Worker", "WorkerState",
-    "ZmqPublisher", "ZmqSubscriber", "is_valid_event_name", "new_uuid_v7", "set_native_log_level",
-    "validate_event_name",
+    "ZmqPublisher", "ZmqSubscriber", "curve_keypair", "is_valid_event_name", "new_uuid_v7",
+    "read_curve_public_key", "read_curve_secret_key", "set_native_log_level", "validate_event_name",
 ]
 
 __version__ = "0.1.0"
@@ -756,7 +759,9 @@ class ZmqSubscriber:
 
     def __init__(self, endpoints: "str | Iterable[str]", patterns: "str | Iterable[str]" = ("#",),
                  bus: "EventBus | Worker | None" = None, *, bind: bool = False,
-                 dedup_capacity: int = 10_000, rcvhwm: int = 10_000, name: str = "zmq-subscriber") -> None:
+                 dedup_capacity: int = 10_000, rcvhwm: int = 10_000, name: str = "zmq-subscriber",
+                 curve_secret_key: str = "", curve_server_key: str = "",
+                 curve_allow: "Iterable[str] | None" = None) -> None:
         if isinstance(bus, Worker):
             bus = bus.bus
         if not isinstance(bus, EventBus):
@@ -764,7 +769,8 @@ class ZmqSubscriber:
         self.bus = bus
         endpoints = endpoints if isinstance(endpoints, str) else list(endpoints)
         patterns = patterns if isinstance(patterns, str) else list(patterns)
-        self._native = _herald._ZmqSubscriber(endpoints, patterns, bus._native, bind, dedup_capacity, rcvhwm, name)
+        self._native = _herald._ZmqSubscriber(endpoints, patterns, bus._native, bind, dedup_capacity, rcvhwm, name,
+                                              curve_secret_key, curve_server_key, curve_allow)
         _live_zmq.add(self)
 
     def start(self) -> "ZmqSubscriber":
