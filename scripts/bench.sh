@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs herald's benchmarks (issue 6) and writes bench/results/latest.{json,md} (+ a PNG plot).
+# Runs herald's benchmarks (issue 6) and writes bench/results/latest.{json,md} (+ a PNG plot)
+# and bench/results/python.{json,md} (scenario 5, bench/python_bench.py).
 #
 #   scripts/bench.sh            # install extras if missing, build build-bench, run, report
 #
@@ -11,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libzmq3-dev cppzmq-dev nlohmann-json3-dev libre2-dev
-  libspdlog-dev libcli11-dev libbenchmark-dev libboost-dev python3 python3-matplotlib)
+  libspdlog-dev libcli11-dev libbenchmark-dev libboost-dev python3 python3-matplotlib
+  python3-pyee python3-blinker)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -58,3 +60,13 @@ timeout 300 "$build_dir/bench/zmq_throughput" "${HERALD_BENCH_ZMQ_EVENTS:-100000
   >"$raw/zmq_throughput.md" 2>&1 || echo "zmq_throughput failed (see $raw/zmq_throughput.md)" >&2
 
 /usr/bin/python3 bench/report.py "$raw" bench/results
+
+# Scenario 5 (Python): needs the Python extension from build/ (scripts/test.sh or the README's
+# build step); writes bench/results/python.{json,md}. A failure is reported, not fatal.
+if ls build/python/herald/_herald*.so >/dev/null 2>&1; then
+  echo "bench: python_bench x$reps" >&2
+  PYTHONPATH=build/python HERALD_BENCH_REPETITIONS="$reps" /usr/bin/python3 bench/python_bench.py \
+    >"$raw/python_bench.md" 2>&1 || echo "python_bench failed (see $raw/python_bench.md)" >&2
+else
+  echo "bench: skipping python_bench (build/python/herald/_herald*.so not built)" >&2
+fi

@@ -45,20 +45,54 @@ std::string road_error(const EventPtr& event, DeliveryMode mode, std::string_vie
          ") with delivery mode " + std::string(to_string(mode)) + ": " + std::string(what);
 }
 
+// The typed field a base metadata key names, or null for an extra key.
+std::string* base_field(EventMetadata& m, std::string_view key) {
+  if (key == "task_uuid") return &m.task_uuid;
+  if (key == "step_uuid") return &m.step_uuid;
+  if (key == "step_name") return &m.step_name;
+  if (key == "namespace") return &m.namespace_name;
+  if (key == "correlation_id") return &m.correlation_id;
+  if (key == "fired_at") return &m.fired_at;
+  if (key == "fired_by") return &m.fired_by;
+  return nullptr;
+}
+
+// Lays `layer`'s keys over `m`: a base key must be a string (null clears it), anything else
+// goes to `extra`. Errors name the key as "metadata.<key>".
+void apply_metadata_layer(EventMetadata& m, const json& layer) {
+  for (auto it = layer.begin(); it != layer.end(); ++it) {
+    if (std::string* field = base_field(m, it.key())) {
+      if (it->is_null()) {
+        field->clear();
+      } else if (it->is_string()) {
+        *field = it->get<std::string>();
+      } else {
+        throw ValidationError(jf::join("metadata", it.key()),
+                              "expected string, got " + std::string(jf::type_name(*it)));
+      }
+    } else {
+      m.extra[it.key()] = *it;
+    }
+  }
+}
+
 // Base fields, then the step's metadata, then the publisher's additional metadata: later keys
-// win. Parsing the merged object back gives the typed fields their final values, and reports a
-// step or publisher that put a non-string into a base field by its path.
+// win. Applied straight onto the typed fields (no merged JSON object parsed back: this runs for
+// every event).
 EventMetadata build_metadata(const StepCompletion& c, const std::string& publisher,
                              const json& additional) {
-  json merged = {{"task_uuid", c.task_uuid},           {"step_uuid", c.step_uuid},
-                 {"step_name", c.step_name},           {"namespace", c.namespace_name},
-                 {"correlation_id", c.correlation_id}, {"fired_by", publisher}};
+  EventMetadata m;
+  m.task_uuid = c.task_uuid;
+  m.step_uuid = c.step_uuid;
+  m.step_name = c.step_name;
+  m.namespace_name = c.namespace_name;
+  m.correlation_id = c.correlation_id;
+  m.fired_by = publisher;
   if (!c.metadata.is_null()) {
     jf::require_object(c.metadata, "step metadata");
-    merged.update(c.metadata);
+    apply_metadata_layer(m, c.metadata);
   }
-  if (!additional.is_null()) merged.update(additional);
-  EventMetadata m = EventMetadata::from_json(merged, "metadata");
+  if (!additional.is_null()) apply_metadata_layer(m, additional);
   m.extra["publisher"] = publisher;
   m.extra["event_version"] = DomainEvent::kEventVersion;
   return m;

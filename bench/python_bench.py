@@ -1,0 +1,299 @@
+#!/usr/bin/env python3
+"""Issue 6, scenario 5: herald's Python paths against pyee and blinker, same trivial handler.
+
+    PYTHONPATH=build/python /usr/bin/python3 bench/python_bench.py [--events N] [--reps R]
+
+Writes bench/results/python.json and bench/results/python.md. Every case runs R repetitions
+(default 5, or $HERALD_BENCH_REPETITIONS) of N events (default 100000, or
+$HERALD_PY_BENCH_EVENTS); the report gives median, min, max and spread ((max-min)/median).
+
+Cases (the handler is always `counter[0] += 1`, the payload always {"n": 1}):
+  1. python_to_python: time from the first publish until every event was handled.
+       herald: EventBus(dispatcher_threads=2), one subscription, publish x N then drain();
+               handlers run on a C++ dispatcher thread, concurrently with publishing.
+       pyee:   EventEmitter.emit x N (synchronous, handler runs in the publishing thread).
+       blinker: Signal.send x N (synchronous).
+  2. python_to_cpp: herald Worker with the built-in C++ `metrics` subscriber (no Python
+       subscriber matches); publish x N on worker.bus then drain(); time from first publish
+       until the metrics subscriber handled all N (checked from worker.status()).
+  3. cpp_thread_to_python: a paused subscription is filled with N events, then resume() and
+       drain(); the timed window contains only the C++ dispatcher thread draining its queue
+       and calling the Python handler (batched, persistent thread state). Per-event cost =
+       window / N, and includes building the DomainEvent wrapper and the handler body.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import herald
+
+try:
+    from pyee.base import EventEmitter  # pyee >= 9
+except ImportError:  # pragma: no cover - older pyee
+    from pyee import EventEmitter
+import blinker
+from blinker import Signal
+
+NAME = "bench.event"
+PAYLOAD = {"n": 1}
+now = time.perf_counter
+
+
+def run_herald_py(n: int) -> float:
+    counter = [0]
+
+    def handler(event):
+        counter[0] += 1
+
+    bus = herald.EventBus(dispatcher_threads=2)
+    try:
+        bus.subscribe(NAME, handler, capacity=n)
+        publish = bus.publish
+        t0 = now()
+        for _ in range(n):
+            publish(NAME, PAYLOAD)
+        ok = bus.drain(120)
+        t1 = now()
+    finally:
+        bus.close()
+    if not ok or counter[0] != n:
+        raise RuntimeError(f"herald python_to_python: handled {counter[0]} of {n}")
+    return t1 - t0
+
+
+def run_pyee(n: int) -> float:
+    counter = [0]
+
+    def handler(payload):
+        counter[0] += 1
+
+    ee = EventEmitter()
+    ee.on(NAME, handler)
+    emit = ee.emit
+    t0 = now()
+    for _ in range(n):
+        emit(NAME, PAYLOAD)
+    t1 = now()
+    if counter[0] != n:
+        raise RuntimeError("pyee miscounted")
+    return t1 - t0
+
+
+def run_blinker(n: int) -> float:
+    counter = [0]
+
+    def handler(sender, **kw):
+        counter[0] += 1
+
+    sig = Signal(NAME)
+    sig.connect(handler)
+    send = sig.send
+    t0 = now()
+    for _ in range(n):
+        send(PAYLOAD)
+    t1 = now()
+    if counter[0] != n:
+        raise RuntimeError("blinker miscounted")
+    return t1 - t0
+
+
+def run_herald_cpp(n: int) -> float:
+    worker = herald.Worker(config={
+        "worker": {"name": "pybench", "dispatcher_threads": 2},
+        "subscribers": [{"type": "metrics", "name": "metrics", "subscribes_to": [NAME], "capacity": n}],
+    })
+    with worker:
+        bus = worker.bus
+        publish = bus.publish
+        t0 = now()
+        for _ in range(n):
+            publish(NAME, PAYLOAD)
+        ok = worker.drain(120)
+        t1 = now()
+        s = worker.status()["subscribers"]["metrics"]
+    if not ok or s["handled"] != n:
+        raise RuntimeError(f"herald python_to_cpp: metrics handled {s['handled']} of {n}")
+    return t1 - t0
+
+
+def run_herald_cpp_thread(n: int) -> float:
+    counter = [0]
+
+    def handler(event):
+        counter[0] += 1
+
+    bus = herald.EventBus(dispatcher_threads=2)
+    try:
+        sub = bus.subscribe(NAME, handler, capacity=n)
+        sub.pause()
+        publish = bus.publish
+        for _ in range(n):
+            publish(NAME, PAYLOAD)
+        if sub.stats()["queue_depth"] != n:
+            raise RuntimeError("herald cpp_thread_to_python: queue not filled")
+        t0 = now()
+        sub.resume()
+        ok = bus.drain(120)
+        t1 = now()
+    finally:
+        bus.close()
+    if not ok or counter[0] != n:
+        raise RuntimeError(f"herald cpp_thread_to_python: handled {counter[0]} of {n}")
+    return t1 - t0
+
+
+def run_herald_publish_only(n: int) -> float:
+    bus = herald.EventBus(dispatcher_threads=2)
+    try:
+        publish = bus.publish
+        t0 = now()
+        for _ in range(n):
+            publish(NAME, PAYLOAD)
+        t1 = now()
+    finally:
+        bus.close()
+    return t1 - t0
+
+
+CASES = [
+    ("python_to_python", "herald EventBus (2 dispatcher threads, drain)", run_herald_py),
+    ("python_to_python", "pyee EventEmitter", run_pyee),
+    ("python_to_python", "blinker Signal", run_blinker),
+    ("python_to_cpp", "herald Worker, C++ metrics subscriber (drain)", run_herald_cpp),
+    ("cpp_thread_to_python", "herald dispatcher thread -> Python handler (pre-queued, resume+drain)",
+     run_herald_cpp_thread),
+    ("diagnostic", "herald EventBus.publish, no subscriber (publish call only)", run_herald_publish_only),
+]
+
+
+def summarize(times: list[float], n: int) -> dict:
+    rates = [n / t for t in times]
+    med_t = statistics.median(times)
+    return {
+        "seconds": times,
+        "events_per_s_median": n / med_t,
+        "events_per_s_min": min(rates),
+        "events_per_s_max": max(rates),
+        "ns_per_event_median": med_t / n * 1e9,
+        "ns_per_event_min": min(times) / n * 1e9,
+        "ns_per_event_max": max(times) / n * 1e9,
+        "spread_pct": (max(times) - min(times)) / med_t * 100.0,
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=int(os.environ.get("HERALD_PY_BENCH_EVENTS", 100_000)))
+    ap.add_argument("--reps", type=int, default=int(os.environ.get("HERALD_BENCH_REPETITIONS", 5)))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    args = ap.parse_args()
+    n, reps = args.events, max(args.reps, 1)
+
+    for _, _, fn in CASES:  # warm-up (imports, allocator, thread start)
+        fn(min(n, 10_000))
+
+    results = []
+    for scenario, label, fn in CASES:
+        times = [fn(n) for _ in range(reps)]
+        r = {"scenario": scenario, "implementation": label, **summarize(times, n)}
+        results.append(r)
+        print(f"{scenario:22} {label:70} {r['events_per_s_median']:>12,.0f} ev/s "
+              f"{r['ns_per_event_median']:>8.0f} ns/ev  spread {r['spread_pct']:.1f}%", file=sys.stderr)
+
+    by = {r["implementation"]: r for r in results}
+    herald_py = by[CASES[0][1]]["events_per_s_median"]
+    pyee_rate = by[CASES[1][1]]["events_per_s_median"]
+    blinker_rate = by[CASES[2][1]]["events_per_s_median"]
+    cpp_thread_ns = by[CASES[4][1]]["ns_per_event_median"]
+    goals = {
+        "python_to_python_vs_pyee": {"ratio": herald_py / pyee_rate, "target": ">= 1.0",
+                                     "met": herald_py >= pyee_rate},
+        "python_to_python_vs_blinker": {"ratio": herald_py / blinker_rate, "target": "(reported)"},
+        "cpp_thread_to_python_ns_per_event": {"value": cpp_thread_ns, "target": "< 1000",
+                                              "met": cpp_thread_ns < 1000.0},
+    }
+    machine = {"nproc": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
+               "loadavg_start": os.getloadavg()}
+    versions = {"herald": getattr(herald, "__version__", "?"),
+                "pyee": _dist_version("pyee"), "blinker": getattr(blinker, "__version__", None) or _dist_version("blinker")}
+    doc = {"events": n, "repetitions": reps, "machine": machine, "versions": versions,
+           "results": results, "goals": goals,
+           "command": "PYTHONPATH=build/python /usr/bin/python3 bench/python_bench.py"}
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "python.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / "python.md").write_text(render_md(doc))
+    print((out / "python.md").read_text())
+    return 0
+
+
+def _dist_version(name: str):
+    try:
+        from importlib.metadata import version
+        return version(name)
+    except Exception:
+        return None
+
+
+def render_md(doc: dict) -> str:
+    m, v = doc["machine"], doc["versions"]
+    lines = [
+        "# Python benchmarks (issue 6, scenario 5)",
+        "",
+        f"Machine: {m['nproc']} CPUs, {m['cpu']}; Python {m['python']}; load average at start "
+        f"{m['loadavg_start'][0]:.2f}. herald {v['herald']}, pyee {v['pyee']}, blinker {v['blinker']}.",
+        f"{doc['events']:,} events per repetition, {doc['repetitions']} repetitions; handler "
+        "`counter[0] += 1`, payload `{\"n\": 1}`. Command: "
+        f"`{doc['command']}`.",
+        "",
+        "| scenario | implementation | events/s (median) | ns/event (median) | ns/event min..max | spread |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in doc["results"]:
+        lines.append(f"| {r['scenario']} | {r['implementation']} | {r['events_per_s_median']:,.0f} | "
+                     f"{r['ns_per_event_median']:.0f} | {r['ns_per_event_min']:.0f}..{r['ns_per_event_max']:.0f} | "
+                     f"{r['spread_pct']:.1f}% |")
+    g = doc["goals"]
+    lines += [
+        "",
+        "| goal | measured | target | |",
+        "|---|---|---|---|",
+        f"| Python publish -> Python handler, herald vs pyee | {g['python_to_python_vs_pyee']['ratio']:.2f}x | >= 1.0x | "
+        f"{'met' if g['python_to_python_vs_pyee']['met'] else 'miss'} |",
+        f"| same, herald vs blinker | {g['python_to_python_vs_blinker']['ratio']:.2f}x | (reported) | |",
+        f"| C++ dispatcher thread -> Python handler, per event | {g['cpp_thread_to_python_ns_per_event']['value']:.0f} ns | "
+        f"< 1000 ns | {'met' if g['cpp_thread_to_python_ns_per_event']['met'] else 'miss'} |",
+        "",
+        "What each row times: python_to_python = first publish until all handled (herald: publish loop + "
+        "drain, handlers on a C++ dispatcher thread; pyee/blinker: synchronous emit/send loop). "
+        "python_to_cpp = publish loop on a Worker's bus + drain until the built-in C++ `metrics` "
+        "subscriber handled all events (no Python subscriber). cpp_thread_to_python = only the "
+        "window from resume() of a paused, pre-filled subscription to drain(): the C++ dispatcher "
+        "thread calling the Python handler (includes the DomainEvent wrapper and handler body, "
+        "excludes publishing). diagnostic = the bare bus.publish() call with nothing subscribed, "
+        "to show how much of the Python-publish rows is the publish call itself.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
