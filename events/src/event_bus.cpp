@@ -10,7 +10,6 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
-#include <shared_mutex>
 #include <thread>
 
 namespace herald {
@@ -47,8 +46,16 @@ nlohmann::json BusStats::to_json() const {
 
 namespace detail {
 
-// One subscription's mailbox. All mutable fields are guarded by `mutex`, except the handlers
-// (immutable) and `inline_mutex` (inline mode's per-subscription serialization).
+// Adds to a counter that has one writer at a time (the writers are serialized by a mutex): a
+// load and a store, no read-modify-write. Readers may load it at any time.
+inline void serial_add(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_release);
+}
+
+// One subscription's mailbox. Mutable fields are guarded by `mutex`, except: the handlers
+// (immutable); `inline_mutex` (inline mode's per-subscription serialization); and the atomic
+// counters, which are written under `mutex` in pool mode and under `inline_mutex` in inline
+// mode (one writer at a time either way) and read lock-free.
 struct Mailbox {
   std::uint64_t id = 0;
   std::string name;
@@ -67,7 +74,8 @@ struct Mailbox {
   std::atomic<bool> paused{false};  // written under mutex; read lock-free between events
   std::thread::id running_thread;
   std::size_t blocked_publishers = 0;
-  std::uint64_t received = 0, handled = 0, failed = 0, dropped = 0, slow = 0;
+  std::atomic<std::uint64_t> received{0}, handled{0}, failed{0}, dropped{0};
+  std::uint64_t slow = 0;
   std::string last_error;
   std::recursive_mutex inline_mutex;
 
@@ -75,11 +83,13 @@ struct Mailbox {
     SubscriptionStats s;
     s.name = name;
     s.patterns = patterns;
-    s.received = received;
-    s.handled = handled;
-    s.failed = failed;
-    s.dropped = dropped;
-    s.in_flight = received - handled - failed - dropped;
+    // Outcomes before `received`: each outcome is counted after its receipt, so this order
+    // keeps received >= handled + failed + dropped in the snapshot.
+    s.dropped = dropped.load(std::memory_order_acquire);
+    s.failed = failed.load(std::memory_order_acquire);
+    s.handled = handled.load(std::memory_order_acquire);
+    s.received = received.load(std::memory_order_acquire);
+    s.in_flight = s.received - s.handled - s.failed - s.dropped;
     s.slow = slow;
     s.queue_depth = queue.size();
     s.paused = paused;
@@ -102,22 +112,38 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
   BusOptions options;
   bool inline_mode = false;
 
-  // Subscriptions and the lazily rebuilt routing snapshot.
-  mutable std::shared_mutex routes_mutex;
+  // Subscriptions and the lazily rebuilt routing snapshot (guarded by routes_mutex).
+  mutable std::mutex routes_mutex;
   std::vector<MailboxPtr> mailboxes;
-  std::shared_ptr<const Routes> routes;  // null: rebuild on next publish
+  std::unique_ptr<const Routes> routes_owner;  // null: rebuild on next publish
   std::uint64_t next_id = 1;
   std::atomic<std::uint64_t> cache_misses_of_retired_routes{0};
+
+  // Publishers read the snapshot without a lock (a small read-copy-update): they register in
+  // `readers` *before* loading `routes`, so a snapshot replaced at time T can only be in use by
+  // a publisher that registered before T. It is retired with a sequence number and freed once
+  // `readers` has been seen at zero after its retirement (every publisher that registered
+  // before has left). Writers never wait for readers, so a handler may subscribe or
+  // unsubscribe. The publish hot path costs two atomic increments instead of a shared lock and
+  // two reference-count round trips.
+  std::atomic<const Routes*> routes{nullptr};
+  std::atomic<std::int64_t> readers{0};
+  std::atomic<std::uint64_t> retired_seq{0};     // written under routes_mutex
+  std::atomic<std::uint64_t> reclaimed_upto{0};  // written under retired_mutex
+  std::mutex retired_mutex;
+  std::vector<std::pair<std::uint64_t, std::unique_ptr<const Routes>>> retired;
 
   // Dispatcher pool: mailboxes with work, each at most once.
   std::mutex ready_mutex;
   std::condition_variable ready_cv;
   std::deque<MailboxPtr> ready;
+  std::atomic<std::size_t> ready_size{0};  // ready.size(), read without the lock
   bool pool_stopping = false;
   std::vector<std::thread> threads;
   std::vector<std::thread::id> thread_ids;
 
-  // Events queued or running, all mailboxes; drain() waits for zero.
+  // Pool mode: events queued or running, all mailboxes; drain() waits for zero. (Inline mode
+  // has no queue: there drain() waits for `readers`, the publishes in progress.)
   std::atomic<std::int64_t> pending{0};
   std::atomic<int> drain_waiters{0};
   std::mutex idle_mutex;
@@ -141,35 +167,94 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     }
   }
 
-  std::shared_ptr<const Routes> current_routes() {
-    {
-      std::shared_lock lock(routes_mutex);
-      if (routes) return routes;
+  // A publisher's registration as a reader of `routes` (see above).
+  class ReadSection {
+   public:
+    explicit ReadSection(BusCore& core) noexcept : core_(core) { core_.readers.fetch_add(1); }
+    ~ReadSection() { core_.leave_read_section(); }
+    ReadSection(const ReadSection&) = delete;
+    ReadSection& operator=(const ReadSection&) = delete;
+
+   private:
+    BusCore& core_;
+  };
+
+  void leave_read_section() noexcept {
+    // Load the retirement sequence *before* leaving: if we then see readers reach zero, every
+    // snapshot retired up to `seq` was retired before that moment and nobody can hold it.
+    const auto seq = retired_seq.load();
+    if (readers.fetch_sub(1) != 1) return;
+    if (seq > reclaimed_upto.load(std::memory_order_relaxed)) reclaim(seq);
+    if (inline_mode && drain_waiters.load() > 0) {
+      std::lock_guard lock(idle_mutex);
+      idle_cv.notify_all();
     }
-    std::unique_lock lock(routes_mutex);
-    if (!routes) {
-      std::vector<std::pair<Pattern, std::size_t>> entries;
-      for (std::size_t i = 0; i < mailboxes.size(); ++i) {
-        for (const auto& p : mailboxes[i]->patterns) entries.emplace_back(Pattern::compile(p), i);
-      }
-      routes = std::make_shared<const Routes>(mailboxes, PatternSet(entries),
-                                              options.match_cache_capacity);
-    }
-    return routes;
   }
 
-  void invalidate_routes_locked() {
-    if (routes) {
-      cache_misses_of_retired_routes.fetch_add(routes->matcher.cache_misses(),
-                                               std::memory_order_relaxed);
+  // Frees the snapshots retired up to `seq`. Never called with routes_mutex held: freeing a
+  // snapshot may destroy the last reference to a handler (and with it, say, a Python object).
+  void reclaim(std::uint64_t seq) noexcept {
+    std::vector<std::unique_ptr<const Routes>> doomed;
+    {
+      std::lock_guard lock(retired_mutex);
+      auto keep = std::stable_partition(retired.begin(), retired.end(),
+                                        [&](const auto& r) { return r.first > seq; });
+      for (auto it = keep; it != retired.end(); ++it) doomed.push_back(std::move(it->second));
+      retired.erase(keep, retired.end());
+      if (seq > reclaimed_upto.load(std::memory_order_relaxed)) reclaimed_upto.store(seq);
     }
-    routes.reset();
+  }
+
+  // Called in a ReadSection. The current snapshot, built if there is none.
+  const Routes* current_routes() {
+    if (const Routes* r = routes.load()) return r;
+    std::lock_guard lock(routes_mutex);
+    if (const Routes* r = routes.load()) return r;
+    std::vector<std::pair<Pattern, std::size_t>> entries;
+    for (std::size_t i = 0; i < mailboxes.size(); ++i) {
+      for (const auto& p : mailboxes[i]->patterns) entries.emplace_back(Pattern::compile(p), i);
+    }
+    routes_owner = std::make_unique<const Routes>(mailboxes, PatternSet(entries),
+                                                  options.match_cache_capacity);
+    routes.store(routes_owner.get());
+    return routes_owner.get();
+  }
+
+  // Takes the current snapshot out of service (the next publish builds a new one). Called with
+  // routes_mutex held; the caller calls reclaim_if_quiet() after releasing it.
+  void invalidate_routes_locked() {
+    if (!routes_owner) return;
+    cache_misses_of_retired_routes.fetch_add(routes_owner->matcher.cache_misses(),
+                                             std::memory_order_relaxed);
+    routes.store(nullptr);
+    const auto seq = retired_seq.load(std::memory_order_relaxed) + 1;
+    {
+      std::lock_guard lock(retired_mutex);
+      retired.emplace_back(seq, std::move(routes_owner));
+    }
+    retired_seq.store(seq);
+  }
+
+  void reclaim_if_quiet() noexcept {
+    const auto seq = retired_seq.load();
+    if (readers.load() == 0 && seq > reclaimed_upto.load(std::memory_order_relaxed)) reclaim(seq);
+  }
+
+  // The snapshot's match cache is full and names keep missing it (say, ids inside event names):
+  // replace the snapshot so that a fresh cache learns the names in use now.
+  void refresh_saturated_routes(const Routes* seen) {
+    {
+      std::lock_guard lock(routes_mutex);
+      if (routes.load() != seen) return;  // someone else already did
+      invalidate_routes_locked();
+    }
   }
 
   void schedule(MailboxPtr mailbox) {
     {
       std::lock_guard lock(ready_mutex);
       ready.push_back(std::move(mailbox));
+      ready_size.store(ready.size(), std::memory_order_relaxed);
     }
     ready_cv.notify_one();
   }
@@ -198,18 +283,18 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
   bool enqueue(const MailboxPtr& mb, const EventPtr& event) {
     std::unique_lock lock(mb->mutex);
     if (mb->closed) return false;
-    ++mb->received;
+    serial_add(mb->received, 1);
     if (mb->queue.size() >= mb->options.capacity) {
       switch (mb->options.overflow) {
         case OverflowPolicy::drop_newest:
-          ++mb->dropped;
+          serial_add(mb->dropped, 1);
           lock.unlock();
           log_drop(*mb, *event, "mailbox full (drop_newest)");
           return false;
         case OverflowPolicy::drop_oldest: {
           EventPtr oldest = std::move(mb->queue.front());
           mb->queue.pop_front();
-          ++mb->dropped;
+          serial_add(mb->dropped, 1);
           remove_pending(1);
           mb->queue.push_back(event);
           add_pending(1);
@@ -225,7 +310,7 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
           });
           --mb->blocked_publishers;
           if (!room || mb->closed) {
-            ++mb->dropped;
+            serial_add(mb->dropped, 1);
             lock.unlock();
             log_drop(*mb, *event, room ? "unsubscribed while waiting"
                                        : "mailbox full, block timeout expired");
@@ -287,15 +372,20 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     return ok;
   }
 
-  // Pool mode: one batch of one mailbox, then reschedule it if more is waiting.
+  // Pool mode: batches of one mailbox. While no other mailbox is waiting for a dispatcher, the
+  // same mailbox is drained batch after batch without going back through the ready queue (a
+  // lone busy subscriber would otherwise pay a reschedule and a wake-up per batch); as soon as
+  // another mailbox waits, this one goes to the back of the queue after the current batch.
   void run_batch(const MailboxPtr& mb) {
-    std::vector<EventPtr> batch;
-    {
-      std::unique_lock lock(mb->mutex);
-      mb->scheduled = false;
-      if (mb->closed || mb->paused || mb->queue.empty()) return;
+    // Reused across calls: a dispatcher thread runs one batch at a time (handlers that publish
+    // only enqueue in pool mode, they never re-enter run_batch).
+    thread_local std::vector<EventPtr> batch;
+    thread_local std::vector<HandleOutcome> outcomes;
+    std::unique_lock lock(mb->mutex);
+    mb->scheduled = false;
+    while (true) {
+      if (mb->closed || mb->paused || mb->queue.empty()) break;
       const auto n = std::min(mb->queue.size(), options.batch_size);
-      batch.reserve(n);
       for (std::size_t i = 0; i < n; ++i) {
         batch.push_back(std::move(mb->queue.front()));
         mb->queue.pop_front();
@@ -303,68 +393,82 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
       mb->running = 1;
       mb->running_thread = std::this_thread::get_id();
       if (mb->blocked_publishers > 0) mb->not_full.notify_all();
-    }
+      lock.unlock();
 
-    std::uint64_t handled = 0, failed = 0, dropped = 0;
-    std::string last_error;
-    if (mb->batch_handler) {
-      std::vector<HandleOutcome> outcomes(batch.size(), HandleOutcome::handled);
+      std::uint64_t handled = 0, failed = 0, dropped = 0;
+      std::string last_error;
+      run_handlers(*mb, batch, outcomes, handled, failed, dropped, last_error);
+
+      lock.lock();
+      serial_add(mb->handled, handled);
+      serial_add(mb->failed, failed);
+      serial_add(mb->dropped, dropped);
+      if (!last_error.empty()) mb->last_error = std::move(last_error);
+      batch.clear();  // release the events before announcing their completion
+      remove_pending(static_cast<std::int64_t>(handled + failed + dropped));
+      if (ready_size.load(std::memory_order_relaxed) > 0) {
+        // Others are waiting: yield the thread and requeue behind them if work is left.
+        if (!mb->queue.empty() && !mb->closed && !mb->paused) {
+          mb->scheduled = true;
+          mb->running = 0;
+          mb->running_thread = {};
+          mb->idle.notify_all();
+          lock.unlock();
+          schedule(mb);
+          return;
+        }
+        break;
+      }
+    }
+    mb->running = 0;
+    mb->running_thread = {};
+    mb->idle.notify_all();
+  }
+
+  // Runs one batch's handlers (no lock held) and counts the outcomes. Events handed back
+  // because the subscription was paused mid-batch are re-queued, in order, and not counted.
+  void run_handlers(Mailbox& mb, std::vector<EventPtr>& batch, std::vector<HandleOutcome>& outcomes,
+                    std::uint64_t& handled, std::uint64_t& failed, std::uint64_t& dropped,
+                    std::string& last_error) {
+    if (mb.batch_handler) {
+      outcomes.assign(batch.size(), HandleOutcome::handled);
       try {
-        mb->batch_handler(std::span<const EventPtr>(batch), std::span<HandleOutcome>(outcomes));
+        mb.batch_handler(std::span<const EventPtr>(batch), std::span<HandleOutcome>(outcomes));
       } catch (const std::exception& e) {
         last_error = e.what();
         std::fill(outcomes.begin(), outcomes.end(), HandleOutcome::failed);
-        log_failure(*mb, *batch.front(), last_error);
+        log_failure(mb, *batch.front(), last_error);
       } catch (...) {
         last_error = "unknown exception";
         std::fill(outcomes.begin(), outcomes.end(), HandleOutcome::failed);
       }
       for (auto o : outcomes) (o == HandleOutcome::handled ? handled : failed)++;
       if (failed && last_error.empty()) last_error = "batch handler reported failures";
-    } else {
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        if (i > 0 && mb->closed.load(std::memory_order_acquire)) {  // unsubscribed from inside the handler
-          dropped = batch.size() - i;
-          break;
-        }
-        if (i > 0 && mb->paused.load(std::memory_order_acquire)) {
-          // Paused mid-batch (a circuit breaker opened): hand the rest back, in order, to be
-          // held with the queued events. They stay pending; nothing is counted.
-          std::lock_guard lock(mb->mutex);
-          if (!mb->closed) {
-            mb->queue.insert(mb->queue.begin(), std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i)),
-                             std::make_move_iterator(batch.end()));
-            batch.resize(i);
-            break;
-          }
-        }
-        std::string error;
-        if (invoke_one(*mb, batch[i], error)) {
-          ++handled;
-        } else {
-          ++failed;
-          last_error = std::move(error);
+      return;
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (i > 0 && mb.closed.load(std::memory_order_acquire)) {  // unsubscribed from inside the handler
+        dropped = batch.size() - i;
+        return;
+      }
+      if (i > 0 && mb.paused.load(std::memory_order_acquire)) {
+        // Paused mid-batch (a circuit breaker opened): hand the rest back, in order, to be
+        // held with the queued events. They stay pending; nothing is counted.
+        std::lock_guard lock(mb.mutex);
+        if (!mb.closed) {
+          mb.queue.insert(mb.queue.begin(),
+                          std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i)),
+                          std::make_move_iterator(batch.end()));
+          batch.resize(i);
+          return;
         }
       }
-    }
-
-    {
-      std::unique_lock lock(mb->mutex);
-      mb->handled += handled;
-      mb->failed += failed;
-      mb->dropped += dropped;
-      if (!last_error.empty()) mb->last_error = std::move(last_error);
-      mb->running = 0;
-      mb->running_thread = {};
-      mb->idle.notify_all();
-      if (!mb->queue.empty() && !mb->closed && !mb->paused) {
-        mb->scheduled = true;
-        lock.unlock();
-        schedule(mb);
+      if (invoke_one(mb, batch[i], last_error)) {
+        ++handled;
+      } else {
+        ++failed;
       }
     }
-    batch.clear();  // release the events before announcing idleness
-    remove_pending(static_cast<std::int64_t>(handled + failed + dropped));
   }
 
   void dispatcher_main() {
@@ -383,6 +487,7 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
         if (ready.empty()) break;  // stopping and nothing left
         mb = std::move(ready.front());
         ready.pop_front();
+        ready_size.store(ready.size(), std::memory_order_relaxed);
       }
       run_batch(mb);
     }
@@ -395,46 +500,41 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     }
   }
 
-  // Inline mode: the handler runs here, serialized per subscription.
-  void deliver_inline(const MailboxPtr& mb, const EventPtr& event, PublishReport& report) {
-    std::lock_guard serial(mb->inline_mutex);
-    {
-      std::lock_guard lock(mb->mutex);
-      if (mb->closed) return;
-      ++mb->received;
-      ++mb->running;
-      mb->running_thread = std::this_thread::get_id();
-    }
-    add_pending(1);
+  // Inline mode: the handler runs here, serialized per subscription by inline_mutex (which
+  // also guards the counters here and is what close_mailbox() waits on). No other lock is taken
+  // unless the handler fails.
+  void deliver_inline(Mailbox& mb, const EventPtr& event, PublishReport& report) {
+    std::lock_guard serial(mb.inline_mutex);
+    if (mb.closed.load(std::memory_order_acquire)) return;
+    serial_add(mb.received, 1);
     std::string error;
     bool ok;
-    std::uint64_t handled = 0, failed = 0;
-    if (mb->batch_handler) {
+    if (mb.batch_handler) {
       HandleOutcome outcome = HandleOutcome::handled;
       try {
-        mb->batch_handler(std::span<const EventPtr>(&event, 1), std::span<HandleOutcome>(&outcome, 1));
+        mb.batch_handler(std::span<const EventPtr>(&event, 1), std::span<HandleOutcome>(&outcome, 1));
       } catch (const std::exception& e) {
         outcome = HandleOutcome::failed;
         error = e.what();
+      } catch (...) {
+        outcome = HandleOutcome::failed;
+        error = "unknown exception";
       }
       ok = outcome == HandleOutcome::handled;
     } else {
-      ok = invoke_one(*mb, event, error);
+      ok = invoke_one(mb, event, error);
     }
-    (ok ? handled : failed) = 1;
-    {
-      std::lock_guard lock(mb->mutex);
-      mb->handled += handled;
-      mb->failed += failed;
-      if (!ok) mb->last_error = error;
-      if (--mb->running == 0) {
-        mb->running_thread = {};
-        mb->idle.notify_all();
-      }
-    }
-    remove_pending(1);
     ++report.delivered;
-    if (!ok) ++report.failed;
+    if (ok) {
+      serial_add(mb.handled, 1);
+    } else {
+      {
+        std::lock_guard lock(mb.mutex);
+        mb.last_error = error.empty() ? "batch handler reported a failure" : error;
+      }
+      serial_add(mb.failed, 1);
+      ++report.failed;
+    }
   }
 
   void close_mailbox(const MailboxPtr& mb) {
@@ -444,28 +544,32 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
       if (!mb->closed) {
         mb->closed = true;
         discarded = static_cast<std::int64_t>(mb->queue.size());
-        mb->dropped += mb->queue.size();
+        serial_add(mb->dropped, mb->queue.size());
         mb->queue.clear();
         mb->not_full.notify_all();
       }
       // Wait for a running batch to end, unless we are that batch (unsubscribe from inside
       // the handler): then the current call finishes and the rest of the batch is dropped.
-      if (mb->running_thread != std::this_thread::get_id()) {
+      if (!inline_mode && mb->running_thread != std::this_thread::get_id()) {
         mb->idle.wait(lock, [&] { return mb->running == 0; });
       }
     }
+    // Inline mode: a handler running on another thread holds inline_mutex; taking it waits for
+    // that call to end. From inside the handler itself the (recursive) lock is ours already.
+    if (inline_mode) std::lock_guard wait(mb->inline_mutex);
     remove_pending(discarded);
   }
 
   void unsubscribe(const MailboxPtr& mb) {
     {
-      std::unique_lock lock(routes_mutex);
+      std::lock_guard lock(routes_mutex);
       auto it = std::find(mailboxes.begin(), mailboxes.end(), mb);
       if (it != mailboxes.end()) {
         mailboxes.erase(it);
         invalidate_routes_locked();
       }
     }
+    reclaim_if_quiet();
     close_mailbox(mb);
   }
 
@@ -585,13 +689,14 @@ Subscription BusCore::make_subscription(const std::shared_ptr<BusCore>& core,
   mb->handler = std::move(handler);
   mb->batch_handler = std::move(batch);
   {
-    std::unique_lock lock(core->routes_mutex);
+    std::lock_guard lock(core->routes_mutex);
     mb->id = core->next_id++;
     mb->name = options.name.empty() ? "subscription-" + std::to_string(mb->id) : options.name;
     mb->options = std::move(options);
     core->mailboxes.push_back(mb);
     core->invalidate_routes_locked();
   }
+  core->reclaim_if_quiet();
   return EventBus::make_handle(core, std::move(mb));
 }
 }  // namespace detail
@@ -611,24 +716,32 @@ Subscription EventBus::subscribe_batch(const std::vector<std::string>& patterns,
 PublishReport EventBus::publish(const EventPtr& event) noexcept {
   PublishReport report;
   auto& core = *core_;
-  if (!event || core.closed.load(std::memory_order_acquire)) {
+  // Registered before the closed check, so that stop() (closed, then drain) either sees this
+  // publish in progress and waits for it, or this publish sees the bus closed.
+  detail::BusCore::ReadSection reading(core);
+  if (!event || core.closed.load()) {
     core.rejected.fetch_add(1, std::memory_order_relaxed);
     report.rejected = true;
     return report;
   }
   try {
     core.published.fetch_add(1, std::memory_order_relaxed);
-    const auto routes = core.current_routes();
-    const auto owners = routes->matcher.match(event->event_name());
-    report.matched = owners->size();
-    if (owners->empty()) {
+    const detail::Routes* routes = core.current_routes();
+    std::vector<std::size_t> scratch;  // only filled when the name is not in the cache
+    const auto owners = routes->matcher.match(event->event_name(), scratch);
+    if (!scratch.empty() &&
+        routes->matcher.uncached_lookups() > core.options.match_cache_capacity) {
+      core.refresh_saturated_routes(routes);  // `routes` stays valid: we are still reading
+    }
+    report.matched = owners.size();
+    if (owners.empty()) {
       core.unmatched.fetch_add(1, std::memory_order_relaxed);
       return report;
     }
-    for (const auto index : *owners) {
+    for (const auto index : owners) {
       const auto& mb = routes->mailboxes[index];
       if (core.inline_mode) {
-        core.deliver_inline(mb, event, report);
+        core.deliver_inline(*mb, event, report);
       } else if (core.enqueue(mb, event)) {
         ++report.delivered;
       } else {
@@ -649,7 +762,9 @@ bool EventBus::drain(std::chrono::milliseconds timeout) {
   bool idle;
   {
     std::unique_lock lock(core.idle_mutex);
-    idle = core.idle_cv.wait_for(lock, timeout, [&] { return core.pending.load() <= 0; });
+    idle = core.idle_cv.wait_for(lock, timeout, [&] {
+      return core.inline_mode ? core.readers.load() <= 0 : core.pending.load() <= 0;
+    });
   }
   core.drain_waiters.fetch_sub(1);
   return idle;
@@ -670,7 +785,7 @@ StopReport EventBus::stop(std::chrono::milliseconds timeout) {
   // Whatever is still queued after the deadline is dropped and counted.
   std::vector<detail::MailboxPtr> all;
   {
-    std::shared_lock lock(core.routes_mutex);
+    std::lock_guard lock(core.routes_mutex);
     all = core.mailboxes;
   }
   for (const auto& mb : all) {
@@ -678,7 +793,7 @@ StopReport EventBus::stop(std::chrono::milliseconds timeout) {
     {
       std::lock_guard lock(mb->mutex);
       discarded = static_cast<std::int64_t>(mb->queue.size());
-      mb->dropped += mb->queue.size();
+      detail::serial_add(mb->dropped, mb->queue.size());
       mb->queue.clear();
       mb->closed = true;
       mb->not_full.notify_all();
@@ -707,7 +822,8 @@ bool EventBus::stopped() const noexcept { return core_->closed.load(); }
 bool EventBus::is_inline() const noexcept { return core_->inline_mode; }
 std::size_t EventBus::dispatcher_threads() const noexcept { return core_->threads.size(); }
 std::uint64_t EventBus::pending() const noexcept {
-  const auto p = core_->pending.load(std::memory_order_acquire);
+  const auto p = core_->inline_mode ? core_->readers.load(std::memory_order_acquire)
+                                    : core_->pending.load(std::memory_order_acquire);
   return p > 0 ? static_cast<std::uint64_t>(p) : 0;
 }
 
@@ -720,10 +836,10 @@ BusStats EventBus::stats() const {
   s.pending = pending();
   std::vector<detail::MailboxPtr> all;
   {
-    std::shared_lock lock(core.routes_mutex);
+    std::lock_guard lock(core.routes_mutex);
     all = core.mailboxes;
     s.route_cache_misses = core.cache_misses_of_retired_routes.load() +
-                           (core.routes ? core.routes->matcher.cache_misses() : 0);
+                           (core.routes_owner ? core.routes_owner->matcher.cache_misses() : 0);
   }
   for (const auto& mb : all) {
     std::lock_guard lock(mb->mutex);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 namespace herald {
 
@@ -246,22 +247,102 @@ std::vector<std::size_t> PatternSet::match(std::string_view name) const {
   return owners;
 }
 
-CachedPatternSet::CachedPatternSet(PatternSet set, std::size_t cache_capacity)
-    : set_(std::move(set)), capacity_(cache_capacity == 0 ? 1 : cache_capacity) {}
+struct CachedPatternSet::Entry {
+  std::size_t hash;
+  std::string name;
+  std::vector<std::size_t> owners;
+};
 
-CachedPatternSet::Owners CachedPatternSet::match(std::string_view name) const {
-  {
-    std::shared_lock lock(mutex_);
-    if (auto it = cache_.find(name); it != cache_.end()) return it->second;
+namespace {
+// Linear probing inside a short window: a name that finds no free slot in it is not cached.
+constexpr std::size_t kProbeWindow = 16;
+
+// Event names are short (at most 255 characters, usually under 32): a multiply-mix over 8-byte
+// words costs a fraction of std::hash's general-purpose byte loop on the publish hot path.
+// Not meant to resist chosen collisions: a name that finds no slot is simply not cached.
+std::uint64_t load_word(const char* p, std::size_t n) noexcept {
+  std::uint64_t w = 0;
+  std::memcpy(&w, p, n);
+  return w;
+}
+
+std::size_t hash_name(std::string_view name) noexcept {
+  constexpr std::uint64_t k = 0x9E3779B97F4A7C15ull;
+  std::uint64_t h = name.size() * k;
+  const char* p = name.data();
+  std::size_t n = name.size();
+  for (; n >= 8; p += 8, n -= 8) h = (h ^ load_word(p, 8)) * k;
+  if (n > 0) h = (h ^ load_word(p, n)) * k;
+  h ^= h >> 33;  // fold the high bits (where the multiplies put the entropy) into the low
+  h *= 0xFF51AFD7ED558CCDull;  // bits the table indexes by
+  return static_cast<std::size_t>(h ^ (h >> 33));
+}
+
+std::size_t slot_count_for(std::size_t capacity) {
+  std::size_t n = 64;
+  while (n < capacity * 2) n <<= 1;
+  return n;
+}
+}  // namespace
+
+CachedPatternSet::CachedPatternSet(PatternSet set, std::size_t cache_capacity)
+    : set_(std::move(set)),
+      capacity_(cache_capacity == 0 ? 1 : cache_capacity),
+      mask_(slot_count_for(capacity_) - 1),
+      slots_(new std::atomic<const Entry*>[mask_ + 1]) {
+  for (std::size_t i = 0; i <= mask_; ++i) slots_[i].store(nullptr, std::memory_order_relaxed);
+}
+
+CachedPatternSet::~CachedPatternSet() {
+  for (std::size_t i = 0; i <= mask_; ++i) delete slots_[i].load(std::memory_order_relaxed);
+}
+
+const CachedPatternSet::Entry* CachedPatternSet::find(std::string_view name,
+                                                      std::size_t hash) const noexcept {
+  for (std::size_t i = 0; i < kProbeWindow; ++i) {
+    const Entry* e = slots_[(hash + i) & mask_].load(std::memory_order_acquire);
+    if (e == nullptr) return nullptr;  // entries are never removed: the chain ends here
+    if (e->hash == hash && e->name == name) return e;
   }
+  return nullptr;
+}
+
+std::span<const std::size_t> CachedPatternSet::match(std::string_view name,
+                                                     std::vector<std::size_t>& scratch) const {
+  const std::size_t hash = hash_name(name);
+  if (const Entry* hit = find(name, hash)) return hit->owners;
   misses_.fetch_add(1, std::memory_order_relaxed);
-  auto owners = std::make_shared<const std::vector<std::size_t>>(set_.match(name));
-  std::unique_lock lock(mutex_);
-  // A full cache is cleared rather than evicted entry by entry: names are few in practice, and
-  // a flood of distinct names must not grow memory.
-  if (cache_.size() >= capacity_) cache_.clear();
-  cache_.emplace(std::string(name), owners);
-  return owners;
+  // Reserve room first, so that racing inserts never exceed the capacity.
+  if (size_.fetch_add(1, std::memory_order_relaxed) < capacity_) {
+    auto entry = std::make_unique<Entry>(Entry{hash, std::string(name), set_.match(name)});
+    for (std::size_t i = 0; i < kProbeWindow; ++i) {
+      auto& slot = slots_[(hash + i) & mask_];
+      const Entry* seen = nullptr;
+      if (slot.compare_exchange_strong(seen, entry.get(), std::memory_order_acq_rel,
+                                       std::memory_order_acquire)) {
+        return entry.release()->owners;
+      }
+      // Another thread filled this slot first: maybe with the same name.
+      if (seen->hash == hash && seen->name == name) {
+        size_.fetch_sub(1, std::memory_order_relaxed);
+        return seen->owners;
+      }
+    }
+    // No free slot in the window: answer without caching.
+    size_.fetch_sub(1, std::memory_order_relaxed);
+    scratch = std::move(entry->owners);
+  } else {
+    size_.fetch_sub(1, std::memory_order_relaxed);
+    scratch = set_.match(name);
+  }
+  uncached_.fetch_add(1, std::memory_order_relaxed);
+  return scratch;
+}
+
+std::vector<std::size_t> CachedPatternSet::match(std::string_view name) const {
+  std::vector<std::size_t> scratch;
+  const auto owners = match(name, scratch);
+  return {owners.begin(), owners.end()};
 }
 
 }  // namespace herald

@@ -58,6 +58,7 @@ struct ZmqSubscriber::Impl {
   std::shared_ptr<ZapHandler> zap;
   std::string zap_domain;
   std::unique_ptr<CachedPatternSet> patterns;
+  std::vector<std::size_t> match_scratch;  // receive thread only
   std::vector<std::string> prefixes;
   detail::Wakeup wakeup;
   std::thread thread;
@@ -230,7 +231,7 @@ void ZmqSubscriber::Impl::handle(std::span<const std::string_view> frames,
     return;
   }
   auto& msg = std::get<WireMessage>(result);
-  if (patterns->match(msg.event->event_name())->empty()) {
+  if (patterns->match(msg.event->event_name(), match_scratch).empty()) {
     filtered.fetch_add(1, std::memory_order_relaxed);  // shares a prefix, not a pattern
     return;
   }

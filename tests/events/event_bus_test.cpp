@@ -438,3 +438,94 @@ TEST(EventBusStats, StatsSurviveUnsubscribeWithTheDropsItMade) {
   EXPECT_EQ(s.in_flight, 0u);
   EXPECT_FALSE(sub.active());
 }
+
+// The routing snapshot is read without locks and retired snapshots are freed later (see
+// BusCore): these tests pin down that "later" really comes, and that churn under load is safe.
+TEST(EventBusRoutes, AHandlerIsDestroyedOnceItsSubscriptionIsGoneAndNoPublishIsInFlight) {
+  for (const bool inline_mode : {true, false}) {
+    EventBus bus({.dispatcher_threads = 1, .inline_dispatch = inline_mode});
+    auto token = std::make_shared<int>(0);
+    std::weak_ptr<int> watch = token;
+    {
+      auto sub = bus.subscribe({"a.*"}, [token](const EventPtr&) { ++*token; });
+      token.reset();
+      bus.publish(make("a.b"));  // builds a snapshot that holds the subscription
+      ASSERT_TRUE(bus.drain(5s));
+      EXPECT_FALSE(watch.expired());
+    }  // unsubscribed: the snapshot is retired, and nobody is publishing
+    EXPECT_TRUE(watch.expired()) << (inline_mode ? "inline" : "pool");
+    bus.publish(make("a.b"));  // a fresh snapshot without it
+    EXPECT_EQ(bus.stats().published, 2u);
+  }
+}
+
+TEST(EventBusRoutes, SubscribeAndUnsubscribeWhileOtherThreadsPublishLosesNoSteadySubscriberEvent) {
+  for (const bool inline_mode : {true, false}) {
+    EventBus bus({.dispatcher_threads = 2, .inline_dispatch = inline_mode});
+    std::atomic<int> steady{0};
+    std::atomic<bool> after_unsubscribe_call{false};
+    auto steady_sub = bus.subscribe({"load.#"}, [&](const EventPtr&) { steady.fetch_add(1); });
+    constexpr int kThreads = 3, kPerThread = 5000;
+    std::atomic<bool> publishing{true};
+    std::thread churn([&] {
+      while (publishing.load()) {
+        std::atomic<bool> unsubscribed{false};
+        auto transient = bus.subscribe({"load.*"}, [&](const EventPtr&) {
+          if (unsubscribed.load()) after_unsubscribe_call.store(true);
+        });
+        std::this_thread::yield();
+        transient.unsubscribe();
+        unsubscribed.store(true);  // from here on the handler must never run again
+      }
+    });
+    std::vector<std::thread> publishers;
+    for (int t = 0; t < kThreads; ++t) {
+      publishers.emplace_back([&] {
+        for (int i = 0; i < kPerThread; ++i) bus.publish(make("load.tick", i));
+      });
+    }
+    for (auto& p : publishers) p.join();
+    publishing.store(false);
+    churn.join();
+    ASSERT_TRUE(bus.drain(10s));
+    EXPECT_EQ(steady.load(), kThreads * kPerThread) << (inline_mode ? "inline" : "pool");
+    EXPECT_FALSE(after_unsubscribe_call.load());
+    expect_invariant(steady_sub.stats());
+  }
+}
+
+TEST(EventBusRoutes, AMatchCacheFloodedWithDistinctNamesIsRenewedAndStaysCorrect) {
+  EventBus bus({.inline_dispatch = true, .match_cache_capacity = 8});
+  int hot = 0, all = 0;
+  auto a = bus.subscribe({"order.*.created"}, [&](const EventPtr&) { ++all; });
+  auto b = bus.subscribe({"order.hot.created"}, [&](const EventPtr&) { ++hot; });
+  for (int i = 0; i < 200; ++i) {
+    bus.publish(make("order.id" + std::to_string(i) + ".created"));
+    bus.publish(make("order.hot.created"));
+  }
+  EXPECT_EQ(all, 400);
+  EXPECT_EQ(hot, 200);
+  // Every distinct name missed the cache once per snapshot that saw it: more misses than names
+  // means the saturated snapshot was replaced (a fresh cache) rather than left to answer uncached.
+  EXPECT_GE(bus.stats().route_cache_misses, 201u);
+}
+
+TEST(EventBusInline, DrainAndStopWaitForAnInlineHandlerRunningOnAnotherThread) {
+  EventBus bus({.inline_dispatch = true});
+  std::atomic<bool> entered{false}, release{false}, finished{false};
+  auto sub = bus.subscribe({"slow.*"}, [&](const EventPtr&) {
+    entered.store(true);
+    while (!release.load()) std::this_thread::sleep_for(1ms);
+    finished.store(true);
+  });
+  std::thread publisher([&] { bus.publish(make("slow.one")); });
+  ASSERT_TRUE(wait_for([&] { return entered.load(); }, 5s));
+  EXPECT_EQ(bus.pending(), 1u);
+  EXPECT_FALSE(bus.drain(20ms));  // the handler is still running
+  release.store(true);
+  const auto report = bus.stop(5s);
+  EXPECT_TRUE(report.drained);
+  EXPECT_TRUE(finished.load());  // stop() returned only after the handler did
+  publisher.join();
+  EXPECT_TRUE(bus.publish(make("slow.two")).rejected);
+}

@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -167,10 +169,52 @@ TEST(PatternSetMatching, ManyWildcardPatternsMatchOnlyTheirOwners) {
 TEST(CachedPatternSetMatching, RepeatedLookupsAreServedFromTheCache) {
   std::vector<std::pair<Pattern, std::size_t>> entries = {{Pattern::compile("a.*"), 0}};
   const herald::CachedPatternSet cached{PatternSet(entries), 4};
-  for (int i = 0; i < 10; ++i) EXPECT_EQ(cached.match("a.b")->size(), 1u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(cached.match("a.b"), (std::vector<std::size_t>{0}));
   EXPECT_EQ(cached.cache_misses(), 1u);
-  for (int i = 0; i < 10; ++i) cached.match("n" + std::to_string(i));  // overflows capacity 4
-  EXPECT_EQ(cached.match("a.b")->size(), 1u);                         // still correct
+  EXPECT_EQ(cached.cached_names(), 1u);
+}
+
+TEST(CachedPatternSetMatching, AFullCacheStillAnswersCorrectlyAndStaysBounded) {
+  std::vector<std::pair<Pattern, std::size_t>> entries = {{Pattern::compile("a.*"), 0},
+                                                          {Pattern::compile("#.b"), 1}};
+  const herald::CachedPatternSet cached{PatternSet(entries), 4};
+  std::vector<std::size_t> scratch;
+  for (int i = 0; i < 100; ++i) {
+    const auto name = "n" + std::to_string(i) + ".b";
+    const auto owners = cached.match(name, scratch);
+    EXPECT_EQ(std::vector<std::size_t>(owners.begin(), owners.end()), (std::vector<std::size_t>{1}))
+        << name;
+  }
+  EXPECT_EQ(cached.cached_names(), 4u);  // the bound holds: the rest were answered uncached
+  EXPECT_EQ(cached.uncached_lookups(), 96u);
+  EXPECT_EQ(cached.match("a.b"), (std::vector<std::size_t>{0, 1}));
+  EXPECT_EQ(cached.match("n0.b"), (std::vector<std::size_t>{1}));  // cached answer still right
+}
+
+TEST(CachedPatternSetMatching, ConcurrentLookupsAgreeWithThePatternSet) {
+  std::vector<std::pair<Pattern, std::size_t>> entries = {{Pattern::compile("a.*"), 0},
+                                                          {Pattern::compile("#.z"), 1},
+                                                          {Pattern::compile("a.b"), 2}};
+  const herald::CachedPatternSet cached{PatternSet(entries), 64};
+  const PatternSet reference(entries);
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::size_t> scratch;
+      for (int i = 0; i < 2000; ++i) {
+        const auto name = (i % 3 == 0 ? "a." : "x.") + std::to_string((i * 7 + t) % 97) +
+                          (i % 2 ? ".z" : "");
+        const auto owners = cached.match(name, scratch);
+        if (std::vector<std::size_t>(owners.begin(), owners.end()) != reference.match(name)) {
+          mismatches.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_LE(cached.cached_names(), 64u);
 }
 
 TEST(EventNames, ValidNamesPassAndInvalidOnesNameTheOffendingCharacter) {

@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -94,36 +94,50 @@ class PatternSet {
   std::unique_ptr<detail::RegexSet> set_;
 };
 
-/// A PatternSet plus a bounded per-name cache of its answers, so that the hit path costs about
-/// one hash lookup. Thread safe: match() may be called from many threads (shared lock on hit).
-/// Not copyable, not movable.
+/// A PatternSet plus a bounded per-name cache of its answers, so that the hit path costs one
+/// hash and a few loads: no lock and no shared write. The cache is a fixed open-addressing table
+/// of immutable entries that are published with a compare-and-swap and never changed or freed
+/// before the object is destroyed; a looked-up answer therefore stays valid as long as the
+/// CachedPatternSet does. When the table is full, new names are answered by the PatternSet
+/// without being cached (memory stays bounded under a flood of distinct names) and counted in
+/// uncached_lookups(): an owner that sees many of them can rebuild the set with an empty cache
+/// (the EventBus does so when it rebuilds its routes).
+/// Thread safe: match() may be called from any number of threads. Not copyable, not movable.
 class CachedPatternSet {
  public:
-  using Owners = std::shared_ptr<const std::vector<std::size_t>>;
-
   explicit CachedPatternSet(PatternSet set, std::size_t cache_capacity = 16384);
+  ~CachedPatternSet();
   CachedPatternSet(const CachedPatternSet&) = delete;
   CachedPatternSet& operator=(const CachedPatternSet&) = delete;
 
-  /// The owners whose patterns match `name` (never null).
-  Owners match(std::string_view name) const;
+  /// The owners whose patterns match `name`, ascending. The span points into the cache (valid
+  /// for this object's lifetime) or, when the name could not be cached, into `scratch`.
+  std::span<const std::size_t> match(std::string_view name,
+                                     std::vector<std::size_t>& scratch) const;
+  /// The same answer, copied.
+  std::vector<std::size_t> match(std::string_view name) const;
+
   const PatternSet& patterns() const noexcept { return set_; }
   /// Names looked up without a cached answer (hits are not counted: the hit path stays free of
   /// shared writes).
   std::uint64_t cache_misses() const noexcept { return misses_.load(std::memory_order_relaxed); }
+  /// Misses that could not be cached because the table was full.
+  std::uint64_t uncached_lookups() const noexcept {
+    return uncached_.load(std::memory_order_relaxed);
+  }
+  std::size_t cached_names() const noexcept { return size_.load(std::memory_order_relaxed); }
 
  private:
-  struct StringHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept {
-      return std::hash<std::string_view>{}(s);
-    }
-  };
+  struct Entry;
+  const Entry* find(std::string_view name, std::size_t hash) const noexcept;
+
   PatternSet set_;
   std::size_t capacity_;
-  mutable std::shared_mutex mutex_;
-  mutable std::unordered_map<std::string, Owners, StringHash, std::equal_to<>> cache_;
+  std::size_t mask_;  // slot count - 1 (a power of two, at least twice the capacity)
+  std::unique_ptr<std::atomic<const Entry*>[]> slots_;
+  mutable std::atomic<std::size_t> size_{0};
   mutable std::atomic<std::uint64_t> misses_{0};
+  mutable std::atomic<std::uint64_t> uncached_{0};
 };
 
 }  // namespace herald
