@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <functional>
 #include <random>
@@ -65,16 +66,54 @@ std::string new_uuid_v7() {
   return out;
 }
 
+namespace {
+void put2(char* out, int v) noexcept {
+  out[0] = static_cast<char>('0' + v / 10);
+  out[1] = static_cast<char>('0' + v % 10);
+}
+}  // namespace
+
+// Every event is stamped, so this is on the publish path: the "YYYY-MM-DDTHH:MM:SS" part is
+// computed once per second per thread and only the milliseconds are written each time
+// (snprintf + gmtime_r per call cost more than the rest of event creation).
 std::string format_rfc3339_ms(std::chrono::system_clock::time_point t) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
   const std::time_t secs = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
   const int millis = static_cast<int>(ms - static_cast<long long>(secs) * 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-  return buf;
+  thread_local std::time_t cached_secs = -1;
+  thread_local char cached[20];  // "YYYY-MM-DDTHH:MM:SS"
+  if (secs != cached_secs) {
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    const int year = tm.tm_year + 1900;
+    if (year < 0 || year > 9999) {  // outside RFC 3339's four digits: the slow, general path
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", year, tm.tm_mon + 1,
+                    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+      return buf;
+    }
+    put2(cached, year / 100);
+    put2(cached + 2, year % 100);
+    cached[4] = '-';
+    put2(cached + 5, tm.tm_mon + 1);
+    cached[7] = '-';
+    put2(cached + 8, tm.tm_mday);
+    cached[10] = 'T';
+    put2(cached + 11, tm.tm_hour);
+    cached[13] = ':';
+    put2(cached + 14, tm.tm_min);
+    cached[16] = ':';
+    put2(cached + 17, tm.tm_sec);
+    cached[19] = '\0';
+    cached_secs = secs;
+  }
+  std::string out(24, '\0');
+  std::memcpy(out.data(), cached, 19);
+  out[19] = '.';
+  out[20] = static_cast<char>('0' + millis / 100);
+  put2(out.data() + 21, millis % 100);
+  out[23] = 'Z';
+  return out;
 }
 
 std::string now_rfc3339_ms() { return format_rfc3339_ms(std::chrono::system_clock::now()); }

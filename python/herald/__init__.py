@@ -668,7 +668,11 @@ class EventBus:
     """In-process publish/subscribe with glob patterns (``*`` one token, ``#``/``**`` zero or
     more). Each subscription has its own bounded mailbox; a dispatcher pool runs each one's
     events in publish order. Handlers may be ``async def``. Thread safe; a context manager
-    (close() on exit)."""
+    (close() on exit).
+
+    With ``inline=True`` there is no pool: publish() runs the matching handlers itself, on the
+    calling thread and without releasing the GIL (a synchronous emitter, the fastest path from
+    Python to Python)."""
 
     def __init__(self, dispatcher_threads: Optional[int] = None, *, inline: bool = False,
                  batch_size: int = 64, name: str = "bus") -> None:

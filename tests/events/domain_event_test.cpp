@@ -5,10 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <ctime>
 #include <mutex>
 #include <regex>
 #include <set>
 #include <thread>
+#include <vector>
 
 using herald::DomainEvent;
 using herald::StepCompletion;
@@ -160,4 +163,32 @@ TEST(StepCompletions, WillRetryOnlyWhenFailedRetryableAndRetriesLeft) {
   c.retry_count = 0;
   c.success = true;
   EXPECT_FALSE(c.will_retry());
+}
+
+// format_rfc3339_ms caches the date-and-time part per second: check it against a plain
+// gmtime_r + strftime rendering across second, minute, day, month, year and leap-day edges.
+TEST(Timestamps, FormattingAgreesWithGmtimeAcrossBoundariesAndRepeatedSeconds) {
+  using namespace std::chrono;
+  const std::vector<std::int64_t> base_ms = {
+      0,                  // the epoch
+      951'782'399'999,    // 2000-02-28T23:59:59.999 (leap year, next second is Feb 29)
+      951'868'800'000,    // 2000-03-01T00:00:00.000
+      1'704'067'199'999,  // 2023-12-31T23:59:59.999
+      1'704'067'200'000,  // 2024-01-01T00:00:00.000
+      4'102'444'799'000,  // 2099-12-31T23:59:59.000
+  };
+  for (const auto start : base_ms) {
+    for (const std::int64_t offset : {0, 1, 999, 1000, 1001, 59'999, 60'000, 3'600'000}) {
+      const auto ms = start + offset;
+      const system_clock::time_point t{milliseconds(ms)};
+      const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+      std::tm tm{};
+      gmtime_r(&secs, &tm);
+      char expected[64];
+      const auto n = std::strftime(expected, sizeof expected, "%Y-%m-%dT%H:%M:%S", &tm);
+      std::snprintf(expected + n, sizeof expected - n, ".%03dZ", static_cast<int>(ms % 1000));
+      EXPECT_EQ(herald::format_rfc3339_ms(t), expected) << ms;
+      EXPECT_EQ(herald::format_rfc3339_ms(t), expected) << ms << " (second call, cached second)";
+    }
+  }
 }
