@@ -279,8 +279,9 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     }
   }
 
-  // Pool mode: put the event in the mailbox per its overflow policy. Returns true if queued.
-  bool enqueue(const MailboxPtr& mb, const EventPtr& event) {
+  // Pool mode: put the event in the mailbox per its overflow policy. Returns true if queued;
+  // counts an older event displaced to make room (drop_oldest) in report.displaced.
+  bool enqueue(const MailboxPtr& mb, const EventPtr& event, PublishReport& report) {
     std::unique_lock lock(mb->mutex);
     if (mb->closed) return false;
     serial_add(mb->received, 1);
@@ -295,6 +296,7 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
           EventPtr oldest = std::move(mb->queue.front());
           mb->queue.pop_front();
           serial_add(mb->dropped, 1);
+          ++report.displaced;
           remove_pending(1);
           mb->queue.push_back(event);
           add_pending(1);
@@ -742,7 +744,7 @@ PublishReport EventBus::publish(const EventPtr& event) noexcept {
       const auto& mb = routes->mailboxes[index];
       if (core.inline_mode) {
         core.deliver_inline(*mb, event, report);
-      } else if (core.enqueue(mb, event)) {
+      } else if (core.enqueue(mb, event, report)) {
         ++report.delivered;
       } else {
         ++report.dropped;

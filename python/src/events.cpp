@@ -303,6 +303,7 @@ void bind_events(py::module_& m) {
             d["matched"] = r.matched;
             d["delivered"] = r.delivered;
             d["dropped"] = r.dropped;
+            d["displaced"] = r.displaced;
             d["failed"] = r.failed;
             d["rejected"] = r.rejected;
             return d;

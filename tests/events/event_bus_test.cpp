@@ -173,9 +173,14 @@ TEST(EventBusOverflow, DropOldestKeepsTheNewestEvents) {
   auto sub = bus.subscribe({"#"}, [&](const EventPtr& e) { seen.push_back(e->payload()["n"]); },
                            {.capacity = 10, .overflow = OverflowPolicy::drop_oldest});
   sub.pause();
-  std::size_t reported_drops = 0;
-  for (int i = 0; i < 25; ++i) reported_drops += bus.publish(make("x", i)).dropped;
-  EXPECT_EQ(reported_drops, 0u);  // the new event was accepted; an old one made room
+  std::size_t reported_drops = 0, reported_displaced = 0;
+  for (int i = 0; i < 25; ++i) {
+    const auto report = bus.publish(make("x", i));
+    reported_drops += report.dropped;
+    reported_displaced += report.displaced;
+  }
+  EXPECT_EQ(reported_drops, 0u);       // each new event was accepted...
+  EXPECT_EQ(reported_displaced, 15u);  // ...and an old one made room, reported to the publisher
   EXPECT_EQ(sub.stats().dropped, 15u);
   sub.resume();
   ASSERT_TRUE(bus.drain(5s));

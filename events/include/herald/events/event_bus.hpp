@@ -125,7 +125,8 @@ struct BusOptions {
 struct PublishReport {
   std::size_t matched = 0;    ///< subscriptions whose patterns matched
   std::size_t delivered = 0;  ///< queued (pool) or handled (inline)
-  std::size_t dropped = 0;    ///< refused by a full mailbox's policy
+  std::size_t dropped = 0;    ///< this event, refused by a full mailbox's policy
+  std::size_t displaced = 0;  ///< older queued events dropped to make room for it (drop_oldest)
   std::size_t failed = 0;     ///< inline mode: handlers that threw
   bool rejected = false;      ///< the bus is stopped
 };
