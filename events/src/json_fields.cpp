@@ -6,6 +6,56 @@
 
 namespace herald::json_fields {
 
+namespace {
+// json's own DOM builder with a depth limit. json::sax_parse is a template on the SAX type, so
+// these start_/end_ functions hide the base's without being virtual.
+class BoundedDomParser : public nlohmann::detail::json_sax_dom_parser<json> {
+ public:
+  BoundedDomParser(json& result, std::size_t max_depth)
+      : json_sax_dom_parser(result, /*allow_exceptions=*/true), max_depth_(max_depth) {}
+  bool start_object(std::size_t n) {
+    enter();
+    return json_sax_dom_parser::start_object(n);
+  }
+  bool end_object() {
+    --depth_;
+    return json_sax_dom_parser::end_object();
+  }
+  bool start_array(std::size_t n) {
+    enter();
+    return json_sax_dom_parser::start_array(n);
+  }
+  bool end_array() {
+    --depth_;
+    return json_sax_dom_parser::end_array();
+  }
+
+ private:
+  void enter() {
+    if (++depth_ > max_depth_) {
+      throw ParseError("arrays and objects nested deeper than " + std::to_string(max_depth_) +
+                       " levels");
+    }
+  }
+  std::size_t max_depth_;
+  std::size_t depth_ = 0;
+};
+}  // namespace
+
+json parse_bounded(std::string_view text, TextFormat format, std::size_t max_depth) {
+  json result;
+  BoundedDomParser sax(result, max_depth);
+  try {
+    json::sax_parse(text, &sax,
+                    format == TextFormat::json ? json::input_format_t::json
+                                               : json::input_format_t::msgpack,
+                    /*strict=*/true);
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e999
+    throw ParseError(e.what());
+  }
+  return result;
+}
+
 std::string_view type_name(const json& value) {
   switch (value.type()) {
     case json::value_t::null: return "null";

@@ -40,8 +40,8 @@ StepCompletion StepCompletion::from_json(const json& j) {
 StepCompletion StepCompletion::parse(std::string_view json_text) {
   json j;
   try {
-    j = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+    j = jf::parse_bounded(json_text);
+  } catch (const ParseError& e) {
     throw ParseError(std::string("invalid JSON: ") + e.what());
   }
   return from_json(j);

@@ -3,6 +3,7 @@
 
 #include <herald/events/enums.hpp>
 #include <herald/events/error.hpp>
+#include <herald/events/json_fields.hpp>
 #include <herald/events/pattern.hpp>
 
 #include <array>
@@ -159,12 +160,16 @@ WireResult decode_wire_message(std::span<const std::string_view> frames,
     }
     const auto encoding = sniff_encoding(body);
     if (!encoding) return reject(WireReject::invalid_encoding, "frame 2 is neither a JSON object nor a MessagePack map");
-    json j = *encoding == WireEncoding::json
-                 ? json::parse(body, nullptr, /*allow_exceptions=*/false)
-                 : json::from_msgpack(body, /*strict=*/true, /*allow_exceptions=*/false);
-    if (j.is_discarded()) {
-      return reject(WireReject::invalid_encoding,
-                    std::string("frame 2 is not valid ") + std::string(to_string(*encoding)));
+    // Bounded depth: a 1 MiB frame of nested arrays would otherwise overflow the stack later.
+    json j;
+    try {
+      j = json_fields::parse_bounded(body, *encoding == WireEncoding::json
+                                               ? json_fields::TextFormat::json
+                                               : json_fields::TextFormat::msgpack);
+    } catch (const ParseError& e) {
+      return reject(WireReject::invalid_encoding, std::string("frame 2 is not valid ") +
+                                                      std::string(to_string(*encoding)) + ": " +
+                                                      e.what());
     }
     if (!j.is_object()) return reject(WireReject::invalid_encoding, "envelope is not an object");
 

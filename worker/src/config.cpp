@@ -244,8 +244,8 @@ WorkerConfig WorkerConfig::load(const std::filesystem::path& file) {
   buffer << in.rdbuf();
   json j;
   try {
-    j = json::parse(buffer.str());
-  } catch (const json::parse_error& e) {
+    j = jf::parse_bounded(buffer.str());
+  } catch (const ParseError& e) {
     throw ConfigError("", "configuration file '" + file.string() + "' is not valid JSON: " + e.what());
   }
   auto c = from_json(j, file.parent_path());

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
@@ -15,6 +16,21 @@
 namespace herald::json_fields {
 
 using nlohmann::json;
+
+/// Deepest nesting of arrays and objects that parse_bounded accepts. json's copy, comparison and
+/// dump recurse once per level, so a deeper value (a 1 MiB envelope can nest 500,000 levels)
+/// would overflow the stack of whoever handles it. serde_json's default limit.
+inline constexpr std::size_t kMaxDepth = 128;
+
+/// The text formats parse_bounded reads.
+enum class TextFormat { json, msgpack };
+
+/// Parses a whole document (JSON text, or MessagePack) for herald's parsers of untrusted input:
+/// like json::parse / json::from_msgpack, but arrays and objects may nest at most `max_depth`
+/// levels. Throws ParseError with the parser's message for every failure (syntax, trailing
+/// bytes, number overflow such as 1e999, too deep).
+json parse_bounded(std::string_view text, TextFormat format = TextFormat::json,
+                   std::size_t max_depth = kMaxDepth);
 
 /// "string", "number", "boolean", "object", "array", "null", "binary".
 std::string_view type_name(const json& value);
