@@ -6,12 +6,30 @@
 #include <system_error>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace herald {
 
 namespace {
 std::string errno_text(int err) { return std::system_category().message(err); }
+
+/// The offset just past the last '\n' of the open file `fd` of `size` bytes (0 if none).
+/// Reads backwards in blocks, so a huge file with a short tail costs one read.
+off_t end_of_last_line(int fd, off_t size) {
+  char block[4096];
+  off_t end = size;
+  while (end > 0) {
+    const off_t begin = end > static_cast<off_t>(sizeof block) ? end - static_cast<off_t>(sizeof block) : 0;
+    const ssize_t n = ::pread(fd, block, static_cast<std::size_t>(end - begin), begin);
+    if (n <= 0) return size;  // unreadable: leave the file as it is
+    for (ssize_t i = n; i > 0; --i) {
+      if (block[i - 1] == '\n') return begin + i;
+    }
+    end = begin;
+  }
+  return 0;
+}
 }  // namespace
 
 AuditSubscriber::AuditSubscriber(std::string name, std::vector<std::string> patterns,
@@ -37,15 +55,38 @@ SubscribeOptions AuditSubscriber::subscribe_options() const {
 void AuditSubscriber::on_start() {
   std::lock_guard lock(mutex_);
   if (fd_ >= 0) return;
-  const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                        static_cast<mode_t>(options_.file_mode));
+  // O_RDWR rather than O_WRONLY: the tail is read once to find a line cut by a kill -9.
+  int fd = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC,
+                  static_cast<mode_t>(options_.file_mode));
+  if (fd < 0 && errno == EACCES) {
+    // A write-only file (or a device such as /dev/full) is still a valid audit target.
+    fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                static_cast<mode_t>(options_.file_mode));
+  }
   if (fd < 0) {
     const int err = errno;
     throw Error("audit subscriber '" + name_ + "': cannot open '" + path_.string() +
                 "' for appending: " + errno_text(err));
   }
+  repair_torn_tail(fd);
   fd_ = fd;
   last_errno_ = 0;
+}
+
+void AuditSubscriber::repair_torn_tail(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return;
+  const off_t keep = end_of_last_line(fd, st.st_size);
+  if (keep >= st.st_size) return;
+  if (::ftruncate(fd, keep) != 0) {
+    const int err = errno;
+    logger()->warn("subscriber '{}': '{}' ends with {} bytes of a cut-off line that could not be "
+                   "removed: {}", name_, path_.string(), st.st_size - keep, errno_text(err));
+    return;
+  }
+  repaired_.fetch_add(static_cast<std::uint64_t>(st.st_size - keep), std::memory_order_relaxed);
+  logger()->warn("subscriber '{}': removed {} bytes of a line cut off at the end of '{}' (the "
+                 "previous writer was killed mid-write)", name_, st.st_size - keep, path_.string());
 }
 
 void AuditSubscriber::on_stop() {

@@ -172,7 +172,15 @@ bool SubscriberRegistry::start_entry(const std::shared_ptr<Entry>& entry, bool r
   auto fail = [&](std::string_view what, std::string_view why) {
     logger()->error("subscriber '{}' left out: {}: {}", entry->name, what, why);
     std::lock_guard lock(entry->mutex);
-    if (entry->state == Entry::State::registered) entry->state = Entry::State::failed;
+    if (entry->state == Entry::State::registered) {
+      entry->state = Entry::State::failed;
+      // Kept for stats() and status reports: why this subscriber receives nothing.
+      SubscriptionStats s;
+      s.name = entry->name;
+      s.patterns = entry->patterns;
+      s.last_error = std::string(what) + ": " + std::string(why);
+      entry->final_stats = std::move(s);
+    }
   };
   try {
     entry->subscriber->on_start();

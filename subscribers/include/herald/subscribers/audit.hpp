@@ -2,11 +2,17 @@
 //
 // Each event is written as its json_text() plus "\n" in one ::write to a file opened with
 // O_WRONLY|O_APPEND|O_CREAT|O_CLOEXEC (a partial write is continued until the line is complete),
-// so the line reaches the kernel whole before handle() returns: a kill -9 of the process at any
-// point leaves a file of complete JSON lines. (A machine crash can lose lines the kernel had not
-// written back; set AuditOptions::fsync to fdatasync after each line.) If a write fails after
-// part of a line was written (disk full), the file is truncated back to the end of the last
-// complete line, which assumes this subscriber is the file's only writer.
+// so the line reaches the kernel whole before handle() returns. The newline is the line's last
+// byte and JSON text never contains a raw newline, so every newline-terminated line in the file
+// is a complete event. What a kill -9 can leave is a fragment *after* the last newline: Linux
+// stops a large write to a regular file at a page boundary when a fatal signal is pending, so a
+// line longer than a page can be cut. on_start() removes such a fragment (it truncates the file
+// to its last newline, logs a warning and counts the bytes in torn_bytes_repaired()); readers
+// that tail a live file should, as with any JSON Lines file, ignore a last line without its
+// newline. (A machine crash can lose lines the kernel had not written back; set
+// AuditOptions::fsync to fdatasync after each line.) If a write fails after part of a line was
+// written (disk full), the file is truncated back to the end of the last complete line, which
+// assumes this subscriber is the file's only writer.
 //
 // Write errors are counted, logged (rate-limited) and reported as a failed SubscriberResult.
 // After one, health_check() is false for AuditOptions::recheck_after (or until a write
@@ -55,7 +61,8 @@ class AuditSubscriber : public Subscriber {
 
   /// Opens (creating if needed) the file for appending. Throws Error naming the path and the
   /// system's reason ("... cannot open '/x/audit.jsonl': No such file or directory"). The parent
-  /// directory must exist. Calling it again while open does nothing.
+  /// directory must exist. A fragment after the file's last newline (a line cut by a kill -9)
+  /// is truncated away first. Calling it again while open does nothing.
   void on_start() override;
   /// Closes the file.
   void on_stop() override;
@@ -69,9 +76,14 @@ class AuditSubscriber : public Subscriber {
   std::uint64_t lines_written() const noexcept { return lines_.load(std::memory_order_relaxed); }
   std::uint64_t bytes_written() const noexcept { return bytes_.load(std::memory_order_relaxed); }
   std::uint64_t write_errors() const noexcept { return errors_.load(std::memory_order_relaxed); }
+  /// Bytes of cut-off last lines that on_start() removed over this object's life.
+  std::uint64_t torn_bytes_repaired() const noexcept {
+    return repaired_.load(std::memory_order_relaxed);
+  }
 
  private:
   void close_locked() noexcept;
+  void repair_torn_tail(int fd);
 
   std::string name_;
   std::vector<std::string> patterns_;
@@ -86,6 +98,7 @@ class AuditSubscriber : public Subscriber {
   std::atomic<std::uint64_t> lines_{0};
   std::atomic<std::uint64_t> bytes_{0};
   std::atomic<std::uint64_t> errors_{0};
+  std::atomic<std::uint64_t> repaired_{0};
   RateLimiter error_log_{5, std::chrono::seconds(10)};
 };
 
