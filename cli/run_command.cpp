@@ -67,9 +67,28 @@ void print_summary(const Worker& worker_const, const IntakeCounters& counts, con
     const auto& v = it.value();
     if (!v.is_object() || !v.contains("received")) continue;
     const std::string name = v.contains("name") ? v["name"].get<std::string>() : it.key();
+    if (v.value("state", "") == "failed") {
+      std::fprintf(out, "  subscriber %-16s NOT STARTED: %s\n", name.c_str(),
+                   v.value("last_error", "").c_str());
+      continue;
+    }
     std::fprintf(out, "  subscriber %-16s received %s handled %s failed %s dropped %s\n", name.c_str(),
                  v["received"].dump().c_str(), v["handled"].dump().c_str(), v["failed"].dump().c_str(),
                  v["dropped"].dump().c_str());
+    const std::string last_error = v.value("last_error", "");
+    if (v["failed"].is_number() && v["failed"].get<std::uint64_t>() > 0 && !last_error.empty()) {
+      std::fprintf(out, "    last error: %s\n", last_error.c_str());
+    }
+  }
+  if (s.contains("transports")) {
+    for (auto it = s["transports"].begin(); it != s["transports"].end(); ++it) {
+      const auto& t = it.value();
+      if (!t.is_object() || !t.contains("sent")) continue;
+      std::fprintf(out, "  transport %-17s sent %s, with no subscriber %s, send errors %s, queue full %s\n",
+                   it.key().c_str(), t["sent"].dump().c_str(), t.value("unrouted", nlohmann::json(0)).dump().c_str(),
+                   t.value("send_errors", nlohmann::json(0)).dump().c_str(),
+                   t.value("queue_full", nlohmann::json(0)).dump().c_str());
+    }
   }
   std::fprintf(out, "  stop: %s in %lld ms\n", report.graceful ? "graceful" : "NOT graceful",
                static_cast<long long>(report.duration.count()));
@@ -222,7 +241,21 @@ int run_worker(const RunOptions& options) {
     out << worker.status().dump(2) << "\n";
     if (!out) std::fprintf(stderr, "herald run: cannot write --status-json '%s'\n", options.status_json.c_str());
   }
-  if (strict_failed) return 1;
+  // A configured subscriber that never started (its file could not be opened, ...) leaves the run
+  // incomplete: the worker ran on without it, and the exit status says so.
+  std::string not_started;
+  const auto final_status = worker.status();
+  if (final_status.contains("subscribers") && final_status["subscribers"].is_object()) {
+    for (auto it = final_status["subscribers"].begin(); it != final_status["subscribers"].end(); ++it) {
+      if (it.value().is_object() && it.value().value("state", "") == "failed") {
+        not_started += (not_started.empty() ? "'" : ", '") + it.key() + "'";
+      }
+    }
+  }
+  if (!not_started.empty()) {
+    std::fprintf(stderr, "herald run: subscriber(s) %s did not start; exit status 1\n", not_started.c_str());
+  }
+  if (strict_failed || !not_started.empty()) return 1;
   return run_code;
 }
 
@@ -230,7 +263,13 @@ int run_worker(const RunOptions& options) {
 
 void add_run_command(CLI::App& app) {
   auto options = std::make_shared<RunOptions>();
-  auto* cmd = app.add_subcommand("run", "Run a worker: step completions in (JSON Lines), domain events out");
+  auto* cmd = app.add_subcommand(
+      "run",
+      "Run a worker: step completions in (JSON Lines), domain events out.\n"
+      "Exit status: 0 after a graceful stop; 2 for bad arguments or configuration; 1 if the\n"
+      "worker could not start (e.g. its publish endpoint is in use), --listen could not bind,\n"
+      "--strict met a bad line, a shutdown hook failed, or a configured subscriber could not\n"
+      "start (the worker runs on without it and names it).");
   cmd->add_option("--config,-c", options->config, "Worker configuration file (JSON)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--steps", options->steps, "Step completions as JSON Lines: a file, or - for stdin (default: stdin unless --listen)");
   cmd->add_option("--listen", options->listen, "Also take completions from a ZeroMQ PULL endpoint (one JSON object per message)");

@@ -19,6 +19,8 @@ struct ProxyArgs {
   std::vector<std::string> backend;
   CurveFlags curve;
   int hwm = 10'000;
+  std::int64_t max_frame_size = ZmqProxyOptions{}.max_frame_size;
+  std::size_t max_topics = ZmqProxyOptions{}.max_topics;
 };
 
 void print_counters(const ZmqProxy& proxy, const char* when) {
@@ -34,6 +36,8 @@ int run_proxy(const ProxyArgs& a) {
   options.frontend = a.frontend;
   options.backend = a.backend;
   options.hwm = a.hwm;
+  options.max_frame_size = a.max_frame_size;
+  options.max_topics = a.max_topics;
   options.curve = curve_options(a.curve, /*binding=*/true);
   ZmqProxy proxy(options);
   proxy.start();
@@ -64,6 +68,14 @@ void add_proxy_command(CLI::App& app) {
   cmd->add_option("--backend", args->backend, "Endpoint(s) subscribers connect to (bound)")->required();
   cmd->add_option("--hwm", args->hwm, "High-water mark of both sockets")->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-frame-size", args->max_frame_size,
+                  "Largest frame accepted from a publisher, in bytes; a larger one closes that "
+                  "publisher's connection (0: no limit)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-topics", args->max_topics,
+                  "Distinct subscription topics forwarded to publishers at a time; new topics "
+                  "beyond it are refused and counted (0: no limit)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   add_curve_flags(*cmd, args->curve, /*server_only=*/true);
   cmd->callback([args] {
     if (int code = run_proxy(*args); code != 0) throw CLI::RuntimeError(code);

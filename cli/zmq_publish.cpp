@@ -95,6 +95,8 @@ int run_publish(PublishArgs& a) {
   nlohmann::json summary{{"published", published},
                          {"sent", stats["sent"]},
                          {"send_errors", stats["send_errors"]},
+                         {"unrouted", stats["unrouted"]},
+                         {"oversized", stats["oversized"]},
                          {"publisher_id", publisher.publisher_id()},
                          {"interrupted", interrupted}};
   std::fprintf(stderr, "%s\n", summary.dump().c_str());

@@ -69,6 +69,7 @@ int run_tail(const TailArgs& a) {
                          {"printed", printed.load()},         {"gaps", stats["gaps"]},
                          {"duplicates", stats["duplicates"]}, {"out_of_order", stats["out_of_order"]},
                          {"filtered", stats["filtered"]},     {"rejected", stats["rejected_total"]},
+                         {"reconnects", stats["reconnects"]},
                          {"rejected_by_reason", stats["rejected"]},
                          {"publishers", stats["publishers"]}, {"timed_out", timed_out}};
   std::fprintf(stderr, "%s\n", summary.dump().c_str());

@@ -4,7 +4,9 @@
 #include <herald/events/zmq_transport.hpp>
 
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -52,8 +54,34 @@ std::string ipc_path(const std::string& endpoint) {
   return path;
 }
 
+namespace {
+// True when a process accepts connections on the unix socket at `path`. libzmq binds an ipc
+// endpoint by unlinking whatever socket file is there, which would silently take the address
+// from a live process; herald refuses instead, like a tcp port in use. A stale file (nobody
+// listening) is left for libzmq to replace.
+bool ipc_in_use(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) return false;  // libzmq reports it
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const bool listening = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return listening;
+}
+}  // namespace
+
 std::string attach(zmq::socket_t& socket, const std::string& endpoint, bool bind,
                    const std::string& what) {
+  if (bind) {
+    if (auto path = ipc_path(endpoint); !path.empty() && ipc_in_use(path)) {
+      throw TransportError(what + ": cannot bind '" + endpoint +
+                           "': Address already in use (another process listens on that socket)");
+    }
+  }
   try {
     if (bind) {
       socket.bind(endpoint);

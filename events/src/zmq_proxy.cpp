@@ -8,6 +8,7 @@
 #include <atomic>
 #include <future>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace herald {
@@ -17,7 +18,8 @@ using nlohmann::json;
 json ProxyStats::to_json() const {
   return json{{"messages_in", messages_in},     {"bytes_in", bytes_in},
               {"messages_out", messages_out},   {"bytes_out", bytes_out},
-              {"subscriptions", subscriptions}, {"forward_errors", forward_errors}};
+              {"subscriptions", subscriptions}, {"subscriptions_refused", subscriptions_refused},
+              {"topics", topics},               {"forward_errors", forward_errors}};
 }
 
 struct ZmqProxy::Impl {
@@ -31,7 +33,8 @@ struct ZmqProxy::Impl {
   mutable std::mutex mutex;
   std::vector<std::string> frontend, backend;  // under mutex
   std::atomic<std::uint64_t> messages_in{0}, bytes_in{0}, messages_out{0}, bytes_out{0},
-      subscriptions{0}, forward_errors{0};
+      subscriptions{0}, subscriptions_refused{0}, topics{0}, forward_errors{0};
+  RateLimiter refuse_log{5, std::chrono::seconds(10)};
 
   void run(const ZmqProxyOptions& options, std::promise<void>& ready);
 };
@@ -72,6 +75,8 @@ void ZmqProxy::Impl::run(const ZmqProxyOptions& options, std::promise<void>& rea
       s->set(zmq::sockopt::sndhwm, options.hwm);
       s->set(zmq::sockopt::rcvhwm, options.hwm);
     }
+    if (options.max_frame_size > 0) front.set(zmq::sockopt::maxmsgsize, options.max_frame_size);
+    if (options.max_subscription_size > 0) back.set(zmq::sockopt::maxmsgsize, options.max_subscription_size);
     // Pass every subscription upstream, so publishers can count subscribers through the proxy.
     back.set(zmq::sockopt::xpub_verbose, 1);
     if (options.curve.enabled()) {
@@ -117,6 +122,52 @@ void ZmqProxy::Impl::run(const ZmqProxyOptions& options, std::promise<void>& rea
       return bytes;
     };
 
+    // Subscriptions (backend -> frontend). XPUB verbose hands over every subscription and an
+    // unsubscription when a topic's last subscriber is gone, so `forwarded` is the set of topics
+    // publishers currently filter for; new topics beyond max_topics are refused.
+    std::set<std::string, std::less<>> forwarded;
+    auto upstream = [&](zmq::socket_t& from, zmq::socket_t& to, const ZmqProxyOptions& o) {
+      zmq::message_t msg;
+      if (!from.recv(msg, zmq::recv_flags::none)) return;
+      const auto* data = static_cast<const char*>(msg.data());
+      const bool subscription = !msg.more() && msg.size() > 0 && (data[0] == 0 || data[0] == 1);
+      if (!subscription) {  // anything else goes upstream untouched
+        const bool more = msg.more();
+        try {
+          to.send(msg, more ? zmq::send_flags::sndmore : zmq::send_flags::none);
+        } catch (const zmq::error_t&) {
+          forward_errors.fetch_add(1, std::memory_order_relaxed);
+        }
+        if (more) forward(from, to);
+        return;
+      }
+      const std::string_view topic(data + 1, msg.size() - 1);
+      auto it = forwarded.find(topic);
+      if (data[0] == 0) {
+        if (it == forwarded.end()) return;  // never forwarded (refused): nothing to undo
+        forwarded.erase(it);
+      } else if (it == forwarded.end()) {
+        if (o.max_topics != 0 && forwarded.size() >= o.max_topics) {
+          const auto refused = subscriptions_refused.fetch_add(1, std::memory_order_relaxed) + 1;
+          std::uint64_t suppressed = 0;
+          if (refuse_log.allow(&suppressed)) {
+            logger()->warn("{}: subscription refused: {} distinct topics forwarded already "
+                           "(max_topics); {} refused so far ({} similar suppressed)",
+                           o.name, forwarded.size(), refused, suppressed);
+          }
+          return;
+        }
+        forwarded.emplace(topic);
+      }
+      topics.store(forwarded.size(), std::memory_order_relaxed);
+      try {
+        to.send(msg, zmq::send_flags::none);
+      } catch (const zmq::error_t&) {
+        forward_errors.fetch_add(1, std::memory_order_relaxed);
+      }
+      subscriptions.fetch_add(1, std::memory_order_relaxed);
+    };
+
     while (!stopping.load()) {
       zmq::pollitem_t items[] = {{front.handle(), 0, ZMQ_POLLIN, 0},
                                  {back.handle(), 0, ZMQ_POLLIN, 0},
@@ -134,9 +185,10 @@ void ZmqProxy::Impl::run(const ZmqProxyOptions& options, std::promise<void>& rea
         }
       }
       if (items[1].revents & ZMQ_POLLIN) {
-        while (back.get(zmq::sockopt::events) & ZMQ_POLLIN) {
-          forward(back, front);
-          subscriptions.fetch_add(1, std::memory_order_relaxed);
+        // Bounded like the other direction, so that a subscription flood cannot starve events.
+        for (int budget = 0; budget < 1024 && !stopping.load(); ++budget) {
+          if (!(back.get(zmq::sockopt::events) & ZMQ_POLLIN)) break;
+          upstream(back, front, options);
         }
       }
     }
@@ -167,6 +219,8 @@ ProxyStats ZmqProxy::stats() const {
   s.messages_out = impl_->messages_out.load();
   s.bytes_out = impl_->bytes_out.load();
   s.subscriptions = impl_->subscriptions.load();
+  s.subscriptions_refused = impl_->subscriptions_refused.load();
+  s.topics = impl_->topics.load();
   s.forward_errors = impl_->forward_errors.load();
   return s;
 }

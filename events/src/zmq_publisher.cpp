@@ -36,12 +36,30 @@ struct ZmqPublisher::Impl {
   std::uint64_t subscriptions = 0;          // under mutex
   std::vector<std::string> resolved;        // under mutex
 
-  std::atomic<std::uint64_t> sent{0}, bytes{0}, send_errors{0}, queue_full{0};
+  std::atomic<std::uint64_t> sent{0}, bytes{0}, send_errors{0}, queue_full{0}, unrouted{0},
+      oversized{0};
+  RateLimiter oversized_log{5, std::chrono::seconds(10)};
+  std::atomic<std::size_t> topic_count{0};
+  std::atomic<bool> topics_tracked{true};
   std::atomic<bool> running{false};
 
   // I/O thread only.
   std::uint64_t seq = 0;
-  std::unordered_map<std::string, std::uint64_t> name_seq;
+  struct NameState {
+    std::uint64_t seq = 0;              // name_seq of the last event of this name
+    std::uint64_t routed_at = 0;        // topics_generation when `routed` was computed (0: never)
+    bool routed = false;
+  };
+  std::unordered_map<std::string, NameState> names;
+  // Topics with at least one subscriber. XPUB verbose hands over every subscription, and an
+  // unsubscription only when the last subscriber of a topic is gone (by message or by
+  // disconnecting), so this set is exactly what libzmq routes by. Bounded: beyond
+  // kMaxTrackedTopics the set is dropped and routing is no longer judged (topics_tracked false).
+  static constexpr std::size_t kMaxTrackedTopics = 65'536;
+  std::set<std::string, std::less<>> topics;
+  std::uint64_t topics_generation = 1;
+
+  bool routed(NameState& state, const std::string& name);
 
   void run(const ZmqPublisherOptions& options, std::promise<void>& started_promise);
   void on_subscription(const zmq::message_t& msg);
@@ -141,8 +159,21 @@ void ZmqPublisher::Impl::run(const ZmqPublisherOptions& options, std::promise<vo
 void ZmqPublisher::Impl::on_subscription(const zmq::message_t& msg) {
   if (msg.size() == 0) return;
   const auto* data = static_cast<const char*>(msg.data());
-  if (data[0] != 1) return;  // unsubscribe
+  if (data[0] != 0 && data[0] != 1) return;  // not a subscription message
   std::string_view topic(data + 1, msg.size() - 1);
+  if (topics_tracked.load(std::memory_order_relaxed)) {
+    if (data[0] == 0) {
+      if (auto it = topics.find(topic); it != topics.end()) topics.erase(it);
+    } else if (topics.size() >= kMaxTrackedTopics && !topics.count(topic)) {
+      topics = {};
+      topics_tracked.store(false, std::memory_order_relaxed);
+    } else {
+      topics.emplace(topic);
+    }
+    ++topics_generation;
+    topic_count.store(topics.size(), std::memory_order_relaxed);
+  }
+  if (data[0] != 1) return;  // an unsubscription: nothing more to count
   {
     std::lock_guard lock(mutex);
     if (topic.rfind(kSubscriberMarkerPrefix, 0) == 0) {
@@ -154,23 +185,64 @@ void ZmqPublisher::Impl::on_subscription(const zmq::message_t& msg) {
   changed.notify_all();
 }
 
+// Whether a subscription covers `name` (ZeroMQ matches topics as byte prefixes), cached per name
+// until the topic set changes. Unknown (true) once the set overflowed.
+bool ZmqPublisher::Impl::routed(NameState& state, const std::string& name) {
+  if (!topics_tracked.load(std::memory_order_relaxed)) return true;
+  if (state.routed_at != topics_generation) {
+    state.routed = false;
+    const std::string_view view(name);
+    for (std::size_t len = 0; len <= view.size() && !state.routed; ++len) {
+      state.routed = topics.find(view.substr(0, len)) != topics.end();
+    }
+    state.routed_at = topics_generation;
+  }
+  return state.routed;
+}
+
 void ZmqPublisher::Impl::send_one(zmq::socket_t& socket, const EventPtr& event,
                                   const ZmqPublisherOptions& options) {
   try {
     const auto s = ++seq;
-    const auto ns = ++name_seq[event->event_name()];
+    auto& name_state = names[event->event_name()];
+    const auto ns = ++name_state.seq;
+    const bool has_subscriber = routed(name_state, event->event_name());
     auto* envelope = new std::string(
         encode_envelope(*event, options.encoding, publisher_id_json, s, ns));
     const std::size_t size = event->event_name().size() + envelope->size();
+    if (options.max_message_size != 0 && size > options.max_message_size) {
+      delete envelope;
+      // Not sent; its sequence numbers stay used, so receivers count the hole as a gap.
+      oversized.fetch_add(1, std::memory_order_relaxed);
+      std::uint64_t suppressed = 0;
+      if (oversized_log.allow(&suppressed)) {
+        logger()->warn("{}: event {} ({}) not sent: {} bytes is over max_message_size {} ({} similar "
+                       "suppressed)",
+                       options.name, event->event_name(), event->event_id(), size,
+                       options.max_message_size, suppressed);
+      }
+      return;
+    }
     zmq::message_t body(
         envelope->data(), envelope->size(),
-        [](void*, void* hint) { delete static_cast<std::string*>(hint); }, envelope);
+        [](void* data, void* hint) {
+          // libzmq frees the buffer on its own I/O thread once sent: pairs with the release
+          // below, so that ThreadSanitizer sees the hand-over (without it every message is a
+          // suppressed race report, which slows a sanitized publisher down quadratically).
+          detail::tsan_acquire(data);
+          delete static_cast<std::string*>(hint);
+        },
+        envelope);
     zmq::message_t topic(event->event_name().data(), event->event_name().size());
     detail::tsan_release(envelope->data());
     if (socket.send(topic, zmq::send_flags::sndmore | zmq::send_flags::dontwait) &&
         socket.send(body, zmq::send_flags::dontwait)) {
-      sent.fetch_add(1, std::memory_order_relaxed);
+      // Sent, but no subscription matched: ZeroMQ dropped it (PUB semantics). Counted so that a
+      // publisher whose peers are absent or unreachable does not look like a healthy one.
+      // Before `sent`, so that a reader who saw `sent` reach n sees every unrouted among them.
+      if (!has_subscriber) unrouted.fetch_add(1, std::memory_order_release);
       bytes.fetch_add(size, std::memory_order_relaxed);
+      sent.fetch_add(1, std::memory_order_release);
     } else {
       send_errors.fetch_add(1, std::memory_order_relaxed);
     }
@@ -249,6 +321,10 @@ json ZmqPublisher::stats() const {
   j["bytes"] = impl_->bytes.load();
   j["send_errors"] = impl_->send_errors.load();
   j["queue_full"] = impl_->queue_full.load();
+  j["unrouted"] = impl_->unrouted.load();
+  j["oversized"] = impl_->oversized.load();
+  j["topics"] = impl_->topic_count.load();
+  j["topics_tracked"] = impl_->topics_tracked.load();
   std::lock_guard lock(impl_->mutex);
   j["queue_depth"] = impl_->queue.size();
   j["subscribers_seen"] = impl_->subscribers.size();

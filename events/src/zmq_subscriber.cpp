@@ -9,10 +9,12 @@
 #include <herald/events/zmq_transport.hpp>
 
 #include <array>
+#include <cstring>
 #include <future>
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -49,6 +51,102 @@ class IdLru {
   std::unordered_map<std::string_view, std::list<std::string>::iterator> index_;
 };
 
+// Reconnects connect-side endpoints that libzmq gave up on. libzmq (4.3) closes a connection
+// whose peer sent a frame above ZMQ_MAXMSGSIZE (or broke the protocol) and, on the connecting
+// side, never reconnects it: one oversized message would cut a subscriber off that publisher
+// for good, silently. A socket monitor shows it: DISCONNECTED after a completed handshake with
+// no reconnection attempt (CONNECT_DELAYED / CONNECT_RETRIED / CONNECTED) following. Such an
+// endpoint is disconnected and connected again after a short grace, and counted. Connections
+// whose handshake never completed (a CURVE refusal) are left alone, as before. I/O thread only.
+class ConnectionWatch {
+ public:
+  static constexpr auto kGrace = std::chrono::milliseconds(250);
+
+  ConnectionWatch(zmq::context_t& context, zmq::socket_t& socket, const std::string& id)
+      : socket_(socket), pair_(context, zmq::socket_type::pair) {
+    const std::string address = "inproc://herald-subscriber-monitor-" + id;
+    const int events = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_CONNECTED |
+                       ZMQ_EVENT_CONNECT_DELAYED | ZMQ_EVENT_CONNECT_RETRIED;
+    if (zmq_socket_monitor(socket_.handle(), address.c_str(), events) != 0) throw zmq::error_t();
+    pair_.set(zmq::sockopt::linger, 0);
+    pair_.connect(address);
+  }
+  ~ConnectionWatch() { zmq_socket_monitor(socket_.handle(), nullptr, 0); }
+  ConnectionWatch(const ConnectionWatch&) = delete;
+  ConnectionWatch& operator=(const ConnectionWatch&) = delete;
+
+  void* handle() { return pair_.handle(); }
+
+  /// Reads the monitor's events (call when its socket is readable).
+  void read_events() {
+    zmq::message_t head, address;
+    while (pair_.recv(head, zmq::recv_flags::dontwait)) {
+      if (!head.more() || !pair_.recv(address, zmq::recv_flags::none) || head.size() < 2) continue;
+      std::uint16_t event = 0;
+      std::memcpy(&event, head.data(), sizeof event);
+      auto& state = endpoints_[address.to_string()];
+      switch (event) {
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: state.handshaken = true; break;
+        case ZMQ_EVENT_DISCONNECTED:
+          if (state.handshaken) state.check_at = std::chrono::steady_clock::now() + kGrace;
+          state.handshaken = false;
+          break;
+        default: state.check_at.reset(); break;  // libzmq is (re)connecting by itself
+      }
+    }
+  }
+
+  /// Milliseconds until the next check is due, or -1 when none is pending.
+  long next_timeout_ms() const {
+    std::optional<std::chrono::steady_clock::time_point> first;
+    for (const auto& [ep, state] : endpoints_) {
+      if (state.check_at && (!first || *state.check_at < *first)) first = state.check_at;
+    }
+    if (!first) return -1;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(*first - std::chrono::steady_clock::now());
+    return std::max<long>(0, static_cast<long>(left.count()));
+  }
+
+  /// Reconnects the endpoints whose grace ran out; returns how many.
+  std::uint64_t reconnect_due(const std::string& name) {
+    std::uint64_t done = 0;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& [ep, state] : endpoints_) {
+      if (!state.check_at || *state.check_at > now) continue;
+      state.check_at.reset();
+      try {
+        try {
+          socket_.disconnect(ep);
+        } catch (const zmq::error_t&) {
+          // Already gone from the socket's endpoints: connecting again is all that is needed.
+        }
+        socket_.connect(ep);
+        ++done;
+        std::uint64_t suppressed = 0;
+        if (log_.allow(&suppressed)) {
+          logger()->warn("{}: connection to {} was closed after a protocol error (e.g. a frame above "
+                         "the size limit) and not retried by ZeroMQ; reconnecting ({} similar "
+                         "suppressed)",
+                         name, ep, suppressed);
+        }
+      } catch (const zmq::error_t& e) {
+        logger()->error("{}: cannot reconnect to {}: {}", name, ep, e.what());
+      }
+    }
+    return done;
+  }
+
+ private:
+  struct Endpoint {
+    bool handshaken = false;
+    std::optional<std::chrono::steady_clock::time_point> check_at;
+  };
+  zmq::socket_t& socket_;
+  zmq::socket_t pair_;
+  std::map<std::string, Endpoint> endpoints_;
+  RateLimiter log_{5, std::chrono::seconds(10)};
+};
+
 }  // namespace
 
 struct ZmqSubscriber::Impl {
@@ -75,7 +173,7 @@ struct ZmqSubscriber::Impl {
 
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> received{0}, delivered{0}, filtered{0}, duplicates{0}, gaps{0},
-      out_of_order{0};
+      out_of_order{0}, reconnects{0};
   std::array<std::atomic<std::uint64_t>, kWireRejectCount> rejected{};
 
   // I/O thread only.
@@ -160,6 +258,10 @@ void ZmqSubscriber::Impl::run(const ZmqSubscriberOptions& options, const std::st
     if (options.curve.enabled()) {
       zap = detail::apply_curve(socket, options.curve, context, options.name, &zap_domain);
     }
+    // Connecting: watch the connections (see ConnectionWatch). Declared after `socket`, so it is
+    // destroyed (the monitor stopped) before the socket closes.
+    std::optional<ConnectionWatch> watch;
+    if (!options.bind) watch.emplace(*context, socket, marker.substr(kSubscriberMarkerPrefix.size()));
     std::vector<std::string> eps;
     for (const auto& ep : options.endpoints) {
       eps.push_back(detail::attach(socket, ep, options.bind, options.name));
@@ -175,9 +277,14 @@ void ZmqSubscriber::Impl::run(const ZmqSubscriberOptions& options, const std::st
     std::array<std::string_view, 3> views;
     while (!stopping.load()) {
       zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0},
-                                 {nullptr, wakeup.fd(), ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+                                 {nullptr, wakeup.fd(), ZMQ_POLLIN, 0},
+                                 {watch ? watch->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, watch ? 3 : 2, std::chrono::milliseconds(watch ? watch->next_timeout_ms() : -1));
       if (items[1].revents & ZMQ_POLLIN) wakeup.drain();
+      if (watch) {
+        if (items[2].revents & ZMQ_POLLIN) watch->read_events();
+        reconnects.fetch_add(watch->reconnect_due(options.name), std::memory_order_relaxed);
+      }
       if (!(items[0].revents & ZMQ_POLLIN)) continue;
       // Read what is there, a bounded batch at a time, so that stop() is seen promptly.
       for (int budget = 0; budget < 1024 && !stopping.load(); ++budget) {
@@ -337,6 +444,7 @@ json ZmqSubscriber::stats() const {
   j["duplicates"] = impl_->duplicates.load();
   j["gaps"] = impl_->gaps.load();
   j["out_of_order"] = impl_->out_of_order.load();
+  j["reconnects"] = impl_->reconnects.load();
   json rejected = json::object();
   for (std::size_t i = 0; i < kWireRejectCount; ++i) {
     rejected[std::string(to_string(static_cast<WireReject>(i)))] = impl_->rejected[i].load();

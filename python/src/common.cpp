@@ -39,12 +39,32 @@ struct ThreadStateSlot {
 };
 thread_local ThreadStateSlot t_slot;
 
+// What threading.Thread does for the threads it starts: the trace and profile functions set with
+// threading.settrace / threading.setprofile (coverage tools, profilers, debuggers) apply to this
+// thread too, so that handlers and hooks run by C++ threads are seen by them. The GIL is held.
+void inherit_threading_hooks() noexcept {
+  try {
+    py::module_ sys = py::module_::import("sys");
+    py::dict modules = sys.attr("modules");
+    if (!modules.contains("threading")) return;  // nobody can have set one
+    py::object threading = modules["threading"];
+    for (const auto& [getter, setter] : {std::pair{"gettrace", "settrace"}, std::pair{"getprofile", "setprofile"}}) {
+      if (!py::hasattr(threading, getter)) continue;  // Python < 3.10
+      py::object hook = threading.attr(getter)();
+      if (!hook.is_none()) sys.attr(setter)(hook);
+    }
+  } catch (...) {
+    // A tracing convenience: never let it fail a dispatcher thread.
+  }
+}
+
 }  // namespace
 
 void attach_thread_state() noexcept {
   if (t_slot.tstate != nullptr || !python_alive()) return;
   if (PyGILState_GetThisThreadState() != nullptr) return;  // a Python thread, or nested
   t_slot.gstate = PyGILState_Ensure();   // creates the thread state and takes the GIL
+  inherit_threading_hooks();
   t_slot.tstate = PyEval_SaveThread();   // keeps the state, drops the GIL
 }
 

@@ -181,8 +181,12 @@ def test_publish_subscribe_and_unsubscribe_from_inside_a_handler():
         def record(event):
             chained.append(event.payload["n"])
 
-        state["self"] = bus.subscribe("chain.step", first)
+        # `record` first: the bus fills mailboxes in subscription order, so event n reaches
+        # `record` before `first` (on another thread) can publish n + 1. The other way round,
+        # n + 1 could overtake n while the publish of n is still filling mailboxes (two
+        # concurrent publishes have no order), and the test failed under load.
         bus.subscribe("chain.step", record)
+        state["self"] = bus.subscribe("chain.step", first)
         bus.publish("chain.step", {"n": 0})
         wait_until(lambda: len(chained) == 6, message="chain")
         assert bus.drain(5)

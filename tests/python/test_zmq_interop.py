@@ -15,7 +15,7 @@ zmq = pytest.importorskip("zmq")
 
 REPO = Path(__file__).resolve().parents[2]
 HERALD = Path(os.environ.get("HERALD_BUILD_DIR", REPO / "build")) / "herald"
-MARKER = b"\x00herald-subscriber:"  # docs/wire-format.md, "Counting subscribers"
+MARKER = b"\xffherald-subscriber:"  # docs/wire-format.md, "Counting subscribers"
 
 pytestmark = pytest.mark.skipif(not HERALD.exists(), reason=f"{HERALD} not built")
 

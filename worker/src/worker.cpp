@@ -520,6 +520,8 @@ WorkerStopReport Worker::stop(std::optional<std::chrono::milliseconds> deadline)
   if (!w.wait_intake_idle(until)) {
     std::lock_guard lock(w.intake_mutex);
     report.intake_undelivered = w.intake.size();
+    // Accepted but given up on: dropped, so that received == processed + dropped + queued holds.
+    w.dropped.fetch_add(w.intake.size());
     w.intake.clear();  // the intake thread exits after its current completion
     report.graceful = false;
   }
@@ -616,14 +618,30 @@ void Worker::reload(WorkerConfig next) {
       (next.zeromq && next.zeromq->publish != w.config.zeromq->publish)) {
     logger()->warn("worker '{}': transport changes take effect at the next restart", w.config.name);
   }
+  std::map<std::string, SubscriberConfig> old_by_name, new_by_name;
+  for (const auto& s : w.config.subscribers) old_by_name[s.name] = s;
+  for (const auto& s : next.subscribers) new_by_name[s.name] = s;
+  // Open new and changed subscribers before changing anything: one that cannot start (an audit
+  // file that cannot be opened) refuses the whole reload, and the old configuration keeps running
+  // untouched. (Registering them below calls on_start again, which does nothing once open.)
+  std::map<std::string, std::shared_ptr<Subscriber>> fresh_subscribers;
+  for (std::size_t i = 0; i < next.subscribers.size(); ++i) {
+    const auto& fresh = next.subscribers[i];
+    auto it = old_by_name.find(fresh.name);
+    if (it != old_by_name.end() && it->second == fresh) continue;
+    auto subscriber = make_configured_subscriber(fresh);
+    try {
+      subscriber->on_start();
+    } catch (const std::exception& e) {
+      throw ConfigError("subscribers[" + std::to_string(i) + "]", std::string("cannot start: ") + e.what());
+    }
+    fresh_subscribers.emplace(fresh.name, std::move(subscriber));
+  }
   {
     std::lock_guard lock(w.steps_mutex);
     w.steps = std::make_shared<const StepTable>(next.steps);
   }
   // Subscribers: drop those gone or changed (after their queues drain), add new ones.
-  std::map<std::string, SubscriberConfig> old_by_name, new_by_name;
-  for (const auto& s : w.config.subscribers) old_by_name[s.name] = s;
-  for (const auto& s : next.subscribers) new_by_name[s.name] = s;
   for (const auto& [name, old] : old_by_name) {
     auto it = new_by_name.find(name);
     if (it == new_by_name.end() || !(it->second == old)) {
@@ -631,10 +649,7 @@ void Worker::reload(WorkerConfig next) {
       w.subscribers->remove(name);
     }
   }
-  for (const auto& [name, fresh] : new_by_name) {
-    auto it = old_by_name.find(name);
-    if (it == old_by_name.end() || !(it->second == fresh)) w.start_subscriber(make_configured_subscriber(fresh));
-  }
+  for (auto& [name, subscriber] : fresh_subscribers) w.start_subscriber(subscriber);
   const auto step_count = next.steps.size();
   {
     // Only the parts a reload changes; name, queues and transports stay as started.

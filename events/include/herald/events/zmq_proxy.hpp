@@ -1,9 +1,19 @@
 // ZmqProxy: the many-to-many hub of DESIGN.md decision 8. Publishers connect to an XSUB
 // frontend, subscribers to an XPUB backend; messages flow frontend -> backend, subscriptions
 // backend -> frontend. Counts messages and bytes each way.
+//
+// Hostile input is bounded: frames from publishers larger than `max_frame_size` make libzmq drop
+// that connection (the proxy never buffers a message larger than that), subscription messages
+// larger than `max_subscription_size` drop the subscriber's connection, and at most
+// `max_topics` distinct topics are forwarded to publishers: beyond that a new topic is refused
+// (counted in `subscriptions_refused`, logged with a rate limit) so that a subscription flood
+// cannot grow every publisher's memory. libzmq still keeps the flooding peer's subscriptions in
+// the proxy's own XPUB socket (about 1 KB each) until it disconnects; CURVE with an allow-list is
+// the defence against strangers.
 #pragma once
 
 #include <herald/events/curve.hpp>
+#include <herald/events/wire.hpp>
 
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
@@ -21,6 +31,15 @@ struct ZmqProxyOptions {
   std::vector<std::string> backend;   ///< XPUB, bound; subscribers connect here
   int hwm = 10'000;                   ///< send and receive high-water marks of both sockets
   std::chrono::milliseconds linger{0};
+  /// ZMQ_MAXMSGSIZE of the frontend (per frame; 0: unlimited). The default matches what herald
+  /// subscribers accept (twice max_message_size plus 64 KiB): larger frames could not be
+  /// delivered anyway.
+  std::int64_t max_frame_size = 2 * static_cast<std::int64_t>(kDefaultMaxMessageSize) + 64 * 1024;
+  /// ZMQ_MAXMSGSIZE of the backend, whose peers only send subscriptions (an event name has at
+  /// most 255 characters).
+  std::int64_t max_subscription_size = 1024;
+  /// Distinct topics forwarded to publishers at a time (0: unlimited); see the header comment.
+  std::size_t max_topics = 10'000;
   CurveOptions curve;                 ///< server options for both sockets (or none)
   std::shared_ptr<zmq::context_t> context;  ///< default: shared_zmq_context()
   std::string name = "proxy";
@@ -33,6 +52,8 @@ struct ProxyStats {
   std::uint64_t messages_out = 0;      ///< messages forwarded to subscribers (backend)
   std::uint64_t bytes_out = 0;
   std::uint64_t subscriptions = 0;     ///< subscription messages forwarded upstream
+  std::uint64_t subscriptions_refused = 0;  ///< new topics not forwarded (max_topics reached)
+  std::uint64_t topics = 0;            ///< distinct topics currently forwarded
   std::uint64_t forward_errors = 0;
   nlohmann::json to_json() const;
 };

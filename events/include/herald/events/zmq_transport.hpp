@@ -32,9 +32,12 @@ namespace herald {
 std::shared_ptr<zmq::context_t> shared_zmq_context();
 
 /// The topic a herald subscriber subscribes to last, after its real subscriptions, so that a
-/// publisher can count distinct subscribers: "\x00herald-subscriber:" followed by a unique id.
-/// No event name starts with a NUL byte, so it never matches an event.
-inline constexpr std::string_view kSubscriberMarkerPrefix{"\0herald-subscriber:", 19};
+/// publisher can count distinct subscribers: "\xffherald-subscriber:" followed by a unique id.
+/// Event names are ASCII, so it never matches an event. The first byte is 0xFF, not NUL (wire
+/// version 1 before 2026-11): a proxy replays its subscriptions to a publisher that connects
+/// later in byte order, and the marker must come after the real topics there too, or the
+/// publisher counts the subscriber before its topics are in place and what it sends is lost.
+inline constexpr std::string_view kSubscriberMarkerPrefix{"\xffherald-subscriber:", 19};
 
 struct ZmqPublisherOptions {
   std::vector<std::string> endpoints;  ///< tcp://, ipc://, inproc://; at least one
@@ -44,6 +47,10 @@ struct ZmqPublisherOptions {
   WireEncoding encoding = WireEncoding::json;
   std::string publisher_id;           ///< default: a new UUID per publisher
   std::size_t max_queue = 100'000;    ///< events waiting for the I/O thread; send() throws beyond
+  /// Events whose two frames together exceed this are not sent but counted (`oversized`) and
+  /// logged: receivers reject them anyway, and a frame above a receiver's ZMQ_MAXMSGSIZE closes
+  /// its connection. 0: no limit.
+  std::size_t max_message_size = kDefaultMaxMessageSize;
   CurveOptions curve;                 ///< server when binding, client when connecting
   std::shared_ptr<zmq::context_t> context;  ///< default: shared_zmq_context()
   std::string name = "zeromq";        ///< for logs and stats
@@ -69,6 +76,12 @@ class ZmqPublisher : public Transport {
   void send(const EventPtr& event) override;
   /// Sends what is queued, closes the socket with linger, joins the thread. Idempotent.
   void stop() override;
+  /// {"sent", "bytes", "send_errors", "oversized", "queue_full", "queue_depth", "unrouted", "topics",
+  ///  "topics_tracked", "subscribers_seen", "subscriptions_seen", ...}. `sent` counts events
+  /// handed to ZeroMQ; `unrouted` those of them no subscription matched when they were sent
+  /// (no peer connected, a peer unreachable, or nobody subscribed to that name), which ZeroMQ
+  /// drops. `topics` is the number of subscribed topics; tracking stops (`topics_tracked`
+  /// false, `unrouted` no longer counted) beyond 65,536 distinct topics.
   nlohmann::json stats() const override;
   bool healthy() const override;
 
@@ -130,7 +143,9 @@ class ZmqSubscriber {
   /// Closes the socket and joins the thread. Idempotent.
   void stop();
   /// {"received", "delivered", "filtered", "duplicates", "gaps", "out_of_order", "rejected":
-  ///  {reason: n}, "rejected_total", "publishers": {id: {"received", "last_seq", "gaps"}}}.
+  ///  {reason: n}, "rejected_total", "publishers": {id: {"received", "last_seq", "gaps"}},
+  ///  "reconnects"}. `reconnects` counts connections herald re-established after libzmq closed
+  ///  them for a protocol error (a frame above ZMQ_MAXMSGSIZE) and would not retry them.
   nlohmann::json stats() const;
   std::uint64_t received() const noexcept;   ///< messages read from the socket
   std::uint64_t delivered() const noexcept;  ///< events handed to the bus or callback
