@@ -134,13 +134,23 @@ class Run:
             self.p.wait()
 
 
-def read_jsonl(path: Path) -> list:
-    """Every line must be complete (newline-terminated) and parse."""
+def split_jsonl(path: Path) -> tuple[list, bytes]:
+    """The newline-terminated lines of a JSON Lines file, parsed (each must parse), and the bytes
+    after the last newline: a line still being written (a reader can see part of a write in
+    progress), or one a kill -9 cut off, which the audit subscriber removes at its next start."""
     if not path.exists():
-        return []
+        return [], b""
     data = path.read_bytes()
-    assert data == b"" or data.endswith(b"\n"), f"{path}: torn last line {data[-80:]!r}"
-    return [json.loads(line) for line in data.decode().splitlines()]
+    end = data.rfind(b"\n") + 1
+    return [json.loads(line) for line in data[:end].decode().splitlines()], data[end:]
+
+
+def read_jsonl(path: Path, *, live: bool = False) -> list:
+    """Every line must be complete and parse; `live`: the file is being written, so a last line
+    without its newline yet is left out (as any JSON Lines reader tailing a file does)."""
+    lines, fragment = split_jsonl(path)
+    assert live or fragment == b"", f"{path}: torn last line {fragment[-80:]!r}"
+    return lines
 
 
 def bound_port() -> socket.socket:
@@ -157,7 +167,7 @@ def test_kill_9_of_run_at_random_moments_leaves_a_valid_prefix_of_the_audit_trai
     seed = int(os.environ.get("HERALD_FAULT_SEED", "20261123"))
     rng = random.Random(seed)
     print(f"kill -9 seed {seed} (set HERALD_FAULT_SEED to repeat)")
-    iterations, total_events = 8, 0
+    iterations, total_events, fragments = 8, 0, 0
     for it in range(iterations):
         folder = tmp_path / f"run{it}"
         folder.mkdir()
@@ -189,19 +199,29 @@ def test_kill_9_of_run_at_random_moments_leaves_a_valid_prefix_of_the_audit_trai
         run.p.kill()  # SIGKILL: no drain, no flush, no goodbye
         assert run.p.wait(20) == -signal.SIGKILL
         t.join(10)
-        events = read_jsonl(folder / "audit.jsonl")
+        # Every complete line is a whole event; a kill in the middle of a multi-page write may
+        # leave a fragment after the last newline (see audit.hpp), nothing else.
+        events, fragment = split_jsonl(folder / "audit.jsonl")
         # A prefix of what was written, in order, each completion giving its event.
         expected = [("payment.processed" if i % 5 else "payment.failed", f"c-{i}") for i in range(len(events))]
         assert [(e["event_name"], e["metadata"]["correlation_id"]) for e in events] == expected, f"iteration {it}"
         assert len(events) <= len(written)
-        failed = read_jsonl(folder / "second.jsonl")
+        failed, failed_fragment = split_jsonl(folder / "second.jsonl")
         assert [e["metadata"]["correlation_id"] for e in failed] == [f"c-{i}" for i in range(0, 5 * len(failed), 5)]
+        fragments += bool(fragment) + bool(failed_fragment)
+        # The next start removes a fragment and keeps every complete line.
+        rerun = subprocess.run([herald_bin(), "run", "--config", str(config), "--steps", os.devnull],
+                               capture_output=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+        assert read_jsonl(folder / "audit.jsonl") == events, f"iteration {it}: restart changed the trail"
+        assert read_jsonl(folder / "second.jsonl") == failed
         print(f"iteration {it}: killed {delay * 1000:.0f} ms {'after start' if it == 0 else 'into the stream'}, "
               f"{len(written)} written, {len(events)} audited")
         total_events += len(events)
         if it > 0:
             assert events, f"iteration {it} was meant to kill mid-stream"
     assert total_events > 0
+    print(f"{iterations} kills, {total_events} events audited, {fragments} cut-off last lines repaired")
 
 
 # --------------------------------------------------------- 2. full disk, unopenable audit path
@@ -217,7 +237,7 @@ def test_audit_on_a_full_disk_fails_counted_and_the_rest_of_the_worker_runs_on(t
     run = Run(config, "--status-json", str(tmp_path / "status.json"))
     try:
         run.send(*(completion(i) for i in range(100)))
-        assert wait_for(lambda: len(read_jsonl(tmp_path / "good.jsonl")) == 100)
+        assert wait_for(lambda: len(read_jsonl(tmp_path / "good.jsonl", live=True)) == 100)
         assert run.status()["state"] == "RUNNING"
         assert wait_for(lambda: run.status()["subscribers"]["audit"]["failed"] == 100, 30, 0.1)
         subs = run.status()["subscribers"]
@@ -249,7 +269,7 @@ def test_an_audit_file_that_cannot_be_opened_is_named_and_the_worker_runs_on_wit
     run = Run(config, "--status-json", str(tmp_path / "status.json"))
     try:
         run.send(*(completion(i, success=i % 2 == 0) for i in range(40)))
-        assert wait_for(lambda: len(read_jsonl(tmp_path / "good.jsonl")) == 40)
+        assert wait_for(lambda: len(read_jsonl(tmp_path / "good.jsonl", live=True)) == 40)
         status = run.status()
         assert status["state"] == "RUNNING"
         assert status["subscribers"]["blocked"]["state"] == "failed"
@@ -352,7 +372,7 @@ def test_an_unreachable_publish_endpoint_keeps_the_worker_running_and_counts_wha
     tail = None
     try:
         run.send(*(completion(i) for i in range(20)))
-        assert wait_for(lambda: len(read_jsonl(tmp_path / "audit.jsonl")) == 20)  # in process: delivered
+        assert wait_for(lambda: len(read_jsonl(tmp_path / "audit.jsonl", live=True)) == 20)  # in process: delivered
         zstats = run.status()["transports"]["zeromq"]
         assert zstats["sent"] == 20 and zstats["unrouted"] == 20 and zstats["subscribers_seen"] == 0
         assert run.p.poll() is None
@@ -502,7 +522,7 @@ def test_run_listen_survives_a_huge_message_and_takes_later_completions(tmp_path
         push.connect(endpoint)
         for i in range(10):
             push.send_string(completion(i))
-        assert wait_for(lambda: len(read_jsonl(tmp_path / "audit.jsonl")) == 10), "later completions were lost"
+        assert wait_for(lambda: len(read_jsonl(tmp_path / "audit.jsonl", live=True)) == 10), "later completions were lost"
         after = rss_kb(proc.pid)
         push.close()
         assert proc.poll() is None
