@@ -32,7 +32,7 @@ if [ ! -f "$build_dir/CMakeCache.txt" ]; then
   cmake -S . -B "$build_dir" -DHERALD_BUILD_BENCH=ON -DCMAKE_BUILD_TYPE=Release \
     -DHERALD_BUILD_PYTHON=OFF -DHERALD_BUILD_TESTS=OFF >/dev/null
 fi
-targets=(bench_inline bench_pipeline bench_memory bench_fanout zmq_throughput)
+targets=(bench_inline bench_pipeline bench_memory bench_fanout zmq_scenario4 herald)
 cmake --build "$build_dir" -j"${HERALD_BENCH_JOBS:-1}" --target "${targets[@]}" 2>&1 |
   { grep -vE '^\[ *[0-9]+%\]|^-- ' || true; }
 
@@ -55,9 +55,14 @@ for _ in $(seq "$reps"); do
   "$build_dir/bench/bench_memory" >>"$raw/bench_memory.jsonl" 2>>"$build_dir/bench_memory.log" || true
 done
 
-echo "bench: zmq_throughput (single run, scenario 4 partial)" >&2
-timeout 300 "$build_dir/bench/zmq_throughput" "${HERALD_BENCH_ZMQ_EVENTS:-100000}" \
-  >"$raw/zmq_throughput.md" 2>&1 || echo "zmq_throughput failed (see $raw/zmq_throughput.md)" >&2
+# Scenario 4: ZeroMQ across processes (ipc and tcp x 64 B / 1 KiB / 16 KiB payloads; raw bytes,
+# hand-rolled JSON, herald, herald via `herald proxy`), about 3-4 minutes. Per-run progress goes
+# to $build_dir/zmq_scenario4.log. HERALD_BENCH_ZMQ_SCALE scales the events per run.
+echo "bench: zmq_scenario4 x$reps (scenario 4, separate processes)" >&2
+rm -f "$raw/zmq_throughput.md"  # the single-process predecessor's output
+timeout 900 "$build_dir/bench/zmq_scenario4" run --reps "$reps" --herald "$build_dir/herald" \
+  --scale "${HERALD_BENCH_ZMQ_SCALE:-1}" --out "$raw/zmq_scenario4.json" \
+  2>"$build_dir/zmq_scenario4.log" || echo "zmq_scenario4 failed (see $build_dir/zmq_scenario4.log)" >&2
 
 /usr/bin/python3 bench/report.py "$raw" bench/results
 

@@ -6,6 +6,7 @@
 #include <herald/events/pattern.hpp>
 
 #include <array>
+#include <charconv>
 #include <climits>
 #include <string_view>
 
@@ -102,21 +103,53 @@ EventPtr DomainEvent::create(std::string event_name, json payload, EventMetadata
                                              std::move(execution_result));
 }
 
-EventPtr DomainEvent::from_json(const json& j) {
-  jf::require_object(j, "event");
-  auto event_id = jf::required_string(j, "event_id");
-  if (event_id.empty()) throw ValidationError("event_id", "must not be empty");
-  auto event_name = jf::required_string(j, "event_name");
-  validate_event_name(event_name);
+namespace {
+struct EventParts {
+  std::string event_id;
+  std::string event_name;
   json payload = json::object();
-  if (const json* p = jf::find(j, "payload")) payload = *p;
   EventMetadata metadata;
-  if (const json* m = jf::find(j, "metadata")) metadata = EventMetadata::from_json(*m);
   ExecutionResult result;
-  if (const json* r = jf::find(j, "execution_result")) result = ExecutionResult::from_json(*r);
+};
+
+// Reads and validates everything but the payload; from_json(const&) copies the payload,
+// from_json(&&) moves it.
+EventParts event_parts(const json& j) {
+  jf::require_object(j, "event");
+  EventParts parts;
+  parts.event_id = jf::required_string(j, "event_id");
+  if (parts.event_id.empty()) throw ValidationError("event_id", "must not be empty");
+  parts.event_name = jf::required_string(j, "event_name");
+  validate_event_name(parts.event_name);
+  if (const json* m = jf::find(j, "metadata")) parts.metadata = EventMetadata::from_json(*m);
+  if (const json* r = jf::find(j, "execution_result")) parts.result = ExecutionResult::from_json(*r);
+  return parts;
+}
+}  // namespace
+
+EventPtr DomainEvent::from_json(const json& j) {
+  auto parts = event_parts(j);
+  if (const json* p = jf::find(j, "payload")) parts.payload = *p;
+  return std::make_shared<const DomainEvent>(Passkey{}, std::move(parts.event_id),
+                                             std::move(parts.event_name), std::move(parts.payload),
+                                             std::move(parts.metadata), std::move(parts.result));
+}
+
+EventPtr DomainEvent::from_fields(std::string event_id, std::string event_name, json payload,
+                                  EventMetadata metadata, ExecutionResult execution_result) {
+  if (event_id.empty()) throw ValidationError("event_id", "must not be empty");
+  validate_event_name(event_name);
   return std::make_shared<const DomainEvent>(Passkey{}, std::move(event_id), std::move(event_name),
                                              std::move(payload), std::move(metadata),
-                                             std::move(result));
+                                             std::move(execution_result));
+}
+
+EventPtr DomainEvent::from_json(json&& j) {
+  auto parts = event_parts(j);
+  if (auto it = j.find("payload"); it != j.end() && !it->is_null()) parts.payload = std::move(*it);
+  return std::make_shared<const DomainEvent>(Passkey{}, std::move(parts.event_id),
+                                             std::move(parts.event_name), std::move(parts.payload),
+                                             std::move(parts.metadata), std::move(parts.result));
 }
 
 json DomainEvent::to_json() const {
@@ -128,16 +161,107 @@ json DomainEvent::to_json() const {
               {"execution_result", execution_result_.to_json()}};
 }
 
+namespace {
+
+// Appends `value` as compact JSON, exactly as json::dump(-1, ' ', false, replace) would.
+void append_json(std::string& out, const json& value) {
+  nlohmann::detail::serializer<json> s(nlohmann::detail::output_adapter<char, std::string>(out), ' ',
+                                       json::error_handler_t::replace);
+  s.dump(value, /*pretty_print=*/false, /*ensure_ascii=*/false, 0);
+}
+
+// Appends `text` as a JSON string. Printable ASCII without '"' and '\\' (ids, names, timestamps)
+// is copied as is, which is what json's serializer writes for it; anything else goes through
+// the serializer (escapes, UTF-8 validation with replacement).
+void append_json_string(std::string& out, std::string_view text) {
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u > 0x7e || c == '"' || c == '\\') {
+      append_json(out, json(std::string(text)));
+      return;
+    }
+  }
+  out.push_back('"');
+  out.append(text);
+  out.push_back('"');
+}
+
+void append_int(std::string& out, long long value) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  (void)ec;
+  out.append(buf, end);
+}
+
+}  // namespace
+
 const std::string& DomainEvent::json_text() const {
-  std::call_once(json_once_, [this] {
-    // Invalid UTF-8 in a payload must not make encoding throw: replace it.
-    json_text_ = to_json().dump(-1, ' ', false, json::error_handler_t::replace);
-  });
+  if (json_ready_.load(std::memory_order_acquire)) return json_text_;
+  std::lock_guard lock(encode_mutex_);
+  if (json_ready_.load(std::memory_order_relaxed)) return json_text_;
+  {
+    // The same bytes as to_json().dump(-1, ' ', false, replace) (keys in json's sorted order;
+    // invalid UTF-8 replaced, never thrown), written directly: building to_json() first would
+    // copy the payload and every field into a temporary tree only to serialise it.
+    std::string out;
+    out.reserve(256 + event_id_.size() + event_name_.size());
+    out.append(R"({"event_id":)");
+    append_json_string(out, event_id_);
+    out.append(R"(,"event_name":)");
+    append_json_string(out, event_name_);
+    out.append(R"(,"event_version":)");
+    append_json_string(out, kEventVersion);
+    out.append(R"(,"execution_result":{"error":)");
+    const auto& r = execution_result_;
+    if (r.error) {
+      out.append(R"({"error_type":)");
+      append_json_string(out, r.error->error_type);
+      out.append(R"(,"message":)");
+      append_json_string(out, r.error->message);
+      out.push_back('}');
+    } else {
+      out.append("null");
+    }
+    out.append(R"(,"max_retries":)");
+    append_int(out, r.max_retries);
+    out.append(R"(,"retry_count":)");
+    append_int(out, r.retry_count);
+    out.append(R"(,"retryable":)");
+    out.append(r.retryable ? "true" : "false");
+    out.append(R"(,"success":)");
+    out.append(r.success ? "true" : "false");
+    out.append(R"(},"metadata":)");
+    const auto& m = metadata_;
+    if (m.extra.is_object() && !m.extra.empty()) {
+      append_json(out, m.to_json());  // extra keys interleave with the base ones: let json sort
+    } else {
+      const std::pair<std::string_view, const std::string*> fields[] = {
+          {R"({"correlation_id":)", &m.correlation_id}, {R"(,"fired_at":)", &m.fired_at},
+          {R"(,"fired_by":)", &m.fired_by},             {R"(,"namespace":)", &m.namespace_name},
+          {R"(,"step_name":)", &m.step_name},           {R"(,"step_uuid":)", &m.step_uuid},
+          {R"(,"task_uuid":)", &m.task_uuid}};
+      for (const auto& [key, value] : fields) {
+        out.append(key);
+        append_json_string(out, *value);
+      }
+      out.push_back('}');
+    }
+    out.append(R"(,"payload":)");
+    append_json(out, payload_);
+    out.push_back('}');
+    json_text_ = std::move(out);
+  }
+  json_ready_.store(true, std::memory_order_release);
   return json_text_;
 }
 
 const std::vector<std::uint8_t>& DomainEvent::msgpack() const {
-  std::call_once(msgpack_once_, [this] { msgpack_ = json::to_msgpack(to_json()); });
+  if (msgpack_ready_.load(std::memory_order_acquire)) return msgpack_;
+  std::lock_guard lock(encode_mutex_);
+  if (!msgpack_ready_.load(std::memory_order_relaxed)) {
+    msgpack_ = json::to_msgpack(to_json());
+    msgpack_ready_.store(true, std::memory_order_release);
+  }
   return msgpack_;
 }
 

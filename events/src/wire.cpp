@@ -1,6 +1,8 @@
 // Wire codec: splicing encoder and never-throwing decoder (docs/wire-format.md).
 #include <herald/events/wire.hpp>
 
+#include "wire_fast.hpp"
+
 #include <herald/events/enums.hpp>
 #include <herald/events/error.hpp>
 #include <herald/events/json_fields.hpp>
@@ -160,6 +162,13 @@ WireResult decode_wire_message(std::span<const std::string_view> frames,
     }
     const auto encoding = sniff_encoding(body);
     if (!encoding) return reject(WireReject::invalid_encoding, "frame 2 is neither a JSON object nor a MessagePack map");
+    // The usual JSON envelope in one pass, without a JSON tree of the whole envelope; anything
+    // unusual or invalid gives up and takes the general path below (wire_fast.hpp).
+    if (*encoding == WireEncoding::json) {
+      if (auto fast = detail::decode_json_envelope_fast(topic, body, json_fields::kMaxDepth)) {
+        return std::move(*fast);
+      }
+    }
     // Bounded depth: a 1 MiB frame of nested arrays would otherwise overflow the stack later.
     json j;
     try {
@@ -206,7 +215,7 @@ WireResult decode_wire_message(std::span<const std::string_view> frames,
       if (!field(key)) return reject(WireReject::missing_field, key);
     }
     try {
-      msg.event = DomainEvent::from_json(j);
+      msg.event = DomainEvent::from_json(std::move(j));  // j is not read after this
     } catch (const EventNameError& e) {
       return reject(WireReject::bad_event_name, e.what());
     } catch (const ValidationError& e) {

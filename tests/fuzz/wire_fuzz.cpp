@@ -9,6 +9,7 @@
 //  - round trip: re-encoding the decoded event with encode_envelope (both encodings, and
 //    envelope_json_line) decodes again, to the same header and the same event (exactly for
 //    MessagePack; for JSON whenever JSON text can carry the event's values);
+//  - DomainEvent::json_text() (written directly) is byte for byte to_json().dump();
 //  - differential: a JSON frame 2 decodes exactly like the same object sent as MessagePack
 //    (same message, or rejected for the same reason), which pits the one-pass JSON fast path
 //    against the general path; a frame 2 that is not valid JSON is rejected as invalid_encoding.
@@ -73,6 +74,9 @@ void check_decoded(const WireMessage& msg, std::span<const std::string_view> fra
   if (msg.event->event_id().empty()) fail("decoded an empty event_id");
 
   const json ev = event_json(*msg.event);
+  // json_text() writes the JSON directly; it must be exactly what dumping to_json() gives.
+  const std::string dumped = ev.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (msg.event->json_text() != dumped) fail("json_text() differs from to_json().dump()", msg.event->json_text() + " != " + dumped);
   const bool id_exact = herald_fuzz::json_text_exact(json(msg.header.publisher_id));
   // MessagePack keeps every value; the publisher id goes through JSON text in encode_envelope.
   check_round_trip(msg, topic, herald::encode_envelope(*msg.event, WireEncoding::msgpack, msg.header),

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -58,7 +59,8 @@ using EventPtr = std::shared_ptr<const DomainEvent>;
 
 /// An immutable domain event. Build with create() (validates the name, assigns a UUID v7 id and
 /// fired_at) or decode with from_json(). Thread safe: all accessors are const, and the cached
-/// encodings are computed at most once each (std::call_once), however many threads ask.
+/// encodings are computed at most once each (under a mutex, then read through an atomic flag
+/// without locking), however many threads ask.
 /// Not copyable, not movable: share the EventPtr.
 class DomainEvent {
   struct Passkey {};
@@ -72,6 +74,14 @@ class DomainEvent {
   /// Decodes the JSON form produced by to_json(); throws ValidationError naming the field or
   /// EventNameError for a bad name. Keys it does not know are ignored.
   static EventPtr from_json(const nlohmann::json& j);
+  /// The same, taking the payload out of `j` instead of copying it (receivers that parsed `j`
+  /// only to build the event). `j` is left valid but unspecified.
+  static EventPtr from_json(nlohmann::json&& j);
+  /// An event from already decoded fields (what from_json builds; receivers that decode the
+  /// envelope themselves). Validates like from_json: event_id not empty (ValidationError),
+  /// event_name valid (EventNameError). fired_at is kept as given, even when empty.
+  static EventPtr from_fields(std::string event_id, std::string event_name, nlohmann::json payload,
+                              EventMetadata metadata, ExecutionResult execution_result);
 
   DomainEvent(Passkey, std::string event_id, std::string event_name, nlohmann::json payload,
               EventMetadata metadata, ExecutionResult execution_result);
@@ -100,9 +110,12 @@ class DomainEvent {
   nlohmann::json payload_;
   EventMetadata metadata_;
   ExecutionResult execution_result_;
-  mutable std::once_flag json_once_;
+  // Not std::call_once: glibc's pthread_once makes a futex_wake system call every time it runs
+  // an initialiser, which is once per event on the transport path.
+  mutable std::mutex encode_mutex_;
+  mutable std::atomic<bool> json_ready_{false};
   mutable std::string json_text_;
-  mutable std::once_flag msgpack_once_;
+  mutable std::atomic<bool> msgpack_ready_{false};
   mutable std::vector<std::uint8_t> msgpack_;
 };
 
