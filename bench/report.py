@@ -169,8 +169,8 @@ def scenario4_lines(s4):
              f"flight, acknowledged by the receiver over a side channel, the same for every "
              f"system. Ratios are paired per repetition, then the median. Scenario 4 took "
              f"{s4['wall_seconds']:.0f} s; load average {s4['loadavg_start']} at its start, "
-             f"{s4['loadavg_end']} at its end (2 CPUs shared with other builds: absolute figures "
-             f"are noisy, the paired ratios less so).", "",
+             f"{s4['loadavg_end']} at its end (sender, receiver and proxy share the machine's CPUs: "
+             f"absolute figures are noisy, the paired ratios less so).", "",
              "| transport | payload | raw bytes | hand-rolled JSON | herald | herald via proxy | "
              "herald / JSON | herald / raw | proxy / JSON | proxy / raw |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -360,8 +360,10 @@ def main():
     m = result["machine"]
     lines = ["# herald benchmarks (issue 6)", "",
              f"Generated {result['generated_at']} by `scripts/bench.sh` on {m['nproc']} CPU(s), "
-             f"{m['cpu_model']}, Linux {m['kernel']} (load average at report time {m['loadavg_at_report']}; "
-             "the machine was shared with a CI run). Every figure is the median of 5 repetitions; "
+             f"{m['cpu_model']}, Linux {m['kernel']} (load average at report time {m['loadavg_at_report']}, "
+             "the benchmarks' own processes included"
+             + (f"; {os.environ['HERALD_BENCH_NOTE']}" if os.environ.get("HERALD_BENCH_NOTE") else "")
+             + "). Every figure is the median of 5 repetitions; "
              "spread is stddev/mean over them; every goal is a ratio within this run.", "",
              "## Goals", "", "| goal | measured | target | result |", "|---|---|---|---|"]
     for g in goals:
