@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -68,7 +69,12 @@ void AuditSubscriber::on_start() {
     throw Error("audit subscriber '" + name_ + "': cannot open '" + path_.string() +
                 "' for appending: " + errno_text(err));
   }
-  repair_torn_tail(fd);
+  // Repair only when no other audit writer has the file open: each holds a shared flock for as
+  // long as it is open (a killed writer's lock goes with it), so getting the exclusive lock means
+  // a fragment after the last newline is left over, not a line another writer (the old instance
+  // during a worker reload) is in the middle of writing. Then keep a shared lock like the others.
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) repair_torn_tail(fd);
+  [[maybe_unused]] const int locked = ::flock(fd, LOCK_SH | LOCK_NB);
   fd_ = fd;
   last_errno_ = 0;
 }

@@ -244,6 +244,35 @@ TEST(AuditSubscriber, OnStartTruncatesAFragmentAfterTheLastNewlineAndKeepsComple
   EXPECT_EQ(read_lines(path).size(), 1u);
 }
 
+TEST(AuditSubscriber, OnStartLeavesTheTailAloneWhileAnotherWriterHasTheFileOpen) {
+  TempDir dir;
+  const auto path = dir.path() / "audit.jsonl";
+  AuditSubscriber writing("old", {"#"}, path);
+  writing.on_start();
+  ASSERT_TRUE(writing.handle(make("payment.processed", 1)).success);
+  // What a reader sees while `writing` is in the middle of a line (a write in progress).
+  const std::string in_progress = R"({"event_id":"being-writ)";
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::app);
+    out << in_progress;
+  }
+  AuditSubscriber second("new", {"#"}, path);  // e.g. the reloaded instance of the same file
+  second.on_start();
+  EXPECT_EQ(second.torn_bytes_repaired(), 0u);
+  const auto size = fs::file_size(path);
+  second.on_stop();
+  writing.on_stop();
+  EXPECT_EQ(split_file(path).fragment, in_progress) << "the other writer's line was cut";
+  EXPECT_GT(size, in_progress.size());
+
+  // Once nobody has it open, the next start repairs it.
+  AuditSubscriber later("later", {"#"}, path);
+  later.on_start();
+  EXPECT_EQ(later.torn_bytes_repaired(), in_progress.size());
+  later.on_stop();
+  EXPECT_EQ(read_lines(path).size(), 1u);
+}
+
 TEST(AuditSubscriber, HealthCheckPassesAgainAfterRecheckAfterSoThatABreakerMayRetry) {
   if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
   AuditSubscriber audit("audit", {"#"}, "/dev/full", AuditOptions{.recheck_after = 0ms});

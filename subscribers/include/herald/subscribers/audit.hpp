@@ -7,7 +7,9 @@
 // is a complete event. What a kill -9 can leave is a fragment *after* the last newline: Linux
 // stops a large write to a regular file at a page boundary when a fatal signal is pending, so a
 // line longer than a page can be cut. on_start() removes such a fragment (it truncates the file
-// to its last newline, logs a warning and counts the bytes in torn_bytes_repaired()); readers
+// to its last newline, logs a warning and counts the bytes in torn_bytes_repaired()) unless
+// another audit writer has the file open (each holds a shared flock while open), as during a
+// worker reload, when the fragment may be that writer's line in progress; readers
 // that tail a live file should, as with any JSON Lines file, ignore a last line without its
 // newline. (A machine crash can lose lines the kernel had not written back; set
 // AuditOptions::fsync to fdatasync after each line.) If a write fails after part of a line was
