@@ -9,6 +9,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <temp_dir.hpp>
+#include <wait_for.hpp>
+#include <zmq_helpers.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,53 +25,11 @@ namespace {
 
 using namespace std::chrono_literals;
 using herald::EventPtr;
-
-bool eventually(const std::function<bool()>& predicate, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (predicate()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return predicate();
-}
-
-class Received {
- public:
-  herald::ReceiveCallback callback() {
-    return [this](const herald::WireMessage& m) {
-      std::lock_guard lock(mutex_);
-      events_.push_back(m.event);
-    };
-  }
-  std::vector<EventPtr> events() {
-    std::lock_guard lock(mutex_);
-    return events_;
-  }
-  std::size_t size() { return events().size(); }
-
- private:
-  std::mutex mutex_;
-  std::vector<EventPtr> events_;
-};
-
-std::string unique_inproc(const char* tag) {
-  static std::atomic<int> n{0};
-  return std::string("inproc://herald-faults-") + tag + "-" + std::to_string(++n);
-}
-
-herald::ZmqPublisherOptions pub_options(std::string endpoint, bool bind = true) {
-  herald::ZmqPublisherOptions o;
-  o.endpoints = {std::move(endpoint)};
-  o.bind = bind;
-  return o;
-}
-
-herald::ZmqSubscriberOptions sub_options(std::string endpoint, std::vector<std::string> patterns = {"#"}) {
-  herald::ZmqSubscriberOptions o;
-  o.endpoints = {std::move(endpoint)};
-  o.patterns = std::move(patterns);
-  return o;
-}
+using herald::testing::pub_options;
+using herald::testing::Received;
+using herald::testing::sub_options;
+using herald::testing::unique_inproc;
+using herald::testing::wait_for;
 
 EventPtr event(const std::string& name, nlohmann::json payload = nlohmann::json::object()) {
   return herald::DomainEvent::create(name, std::move(payload));
@@ -80,7 +42,7 @@ TEST(ZmqFaults, EventsNoSubscriptionMatchedAreCountedAsUnrouted) {
   herald::ZmqPublisher pub(pub_options(ep));
   pub.start();
   for (int i = 0; i < 5; ++i) pub.send(event("order.created"));  // nobody there yet
-  ASSERT_TRUE(eventually([&] { return stat(pub, "sent") == 5; }));
+  ASSERT_TRUE(wait_for([&] { return stat(pub, "sent") == 5; }));
   EXPECT_EQ(stat(pub, "unrouted"), 5u);
 
   Received got;
@@ -89,15 +51,15 @@ TEST(ZmqFaults, EventsNoSubscriptionMatchedAreCountedAsUnrouted) {
   ASSERT_TRUE(pub.wait_for_subscribers(1, 10s));
   for (int i = 0; i < 3; ++i) pub.send(event("order.created"));
   for (int i = 0; i < 2; ++i) pub.send(event("payment.done"));  // no subscription covers it
-  ASSERT_TRUE(eventually([&] { return got.size() == 3 && stat(pub, "sent") == 10; }));
+  ASSERT_TRUE(wait_for([&] { return got.size() == 3 && stat(pub, "sent") == 10; }));
   EXPECT_EQ(stat(pub, "unrouted"), 7u);
   EXPECT_EQ(stat(pub, "topics"), 2u);  // "order" and the subscriber's marker
   EXPECT_TRUE(pub.stats()["topics_tracked"].get<bool>());
 
   sub.stop();  // its unsubscriptions reach the publisher: events go nowhere again
-  ASSERT_TRUE(eventually([&] { return stat(pub, "topics") == 0; }));
+  ASSERT_TRUE(wait_for([&] { return stat(pub, "topics") == 0; }));
   pub.send(event("order.created"));
-  ASSERT_TRUE(eventually([&] { return stat(pub, "sent") == 11; }));
+  ASSERT_TRUE(wait_for([&] { return stat(pub, "sent") == 11; }));
   EXPECT_EQ(stat(pub, "unrouted"), 8u);
 }
 
@@ -113,10 +75,10 @@ TEST(ZmqFaults, APublisherDoesNotSendEventsOverItsMaxMessageSize) {
   ASSERT_TRUE(pub.wait_for_subscribers(1, 10s));
   pub.send(event("a.b", {{"blob", std::string(5000, 'x')}}));
   pub.send(event("a.b", {{"n", 2}}));
-  ASSERT_TRUE(eventually([&] { return got.size() == 1; }));
+  ASSERT_TRUE(wait_for([&] { return got.size() == 1; }));
   EXPECT_EQ(stat(pub, "oversized"), 1u);
   // Counted after the send returned, which can be after the event arrived.
-  EXPECT_TRUE(eventually([&] { return stat(pub, "sent") == 1; })) << pub.stats().dump();
+  EXPECT_TRUE(wait_for([&] { return stat(pub, "sent") == 1; })) << pub.stats().dump();
   EXPECT_EQ(got.events()[0]->payload()["n"], 2);
   EXPECT_EQ(sub.gaps(), 1u);  // the skipped sequence number shows at the receiver
 }
@@ -134,10 +96,10 @@ TEST(ZmqFaults, ASubscriberReconnectsAfterAFrameAboveItsSocketLimit) {
   sub.start();
   ASSERT_TRUE(pub.wait_for_subscribers(1, 10s));
   pub.send(event("a.b", {{"blob", std::string(200'000, 'x')}}));  // libzmq closes the connection
-  ASSERT_TRUE(eventually([&] { return sub.stats()["reconnects"] == 1; })) << sub.stats().dump();
-  ASSERT_TRUE(eventually([&] { return stat(pub, "topics") == 2; }));  // subscribed again
+  ASSERT_TRUE(wait_for([&] { return sub.stats()["reconnects"] == 1; })) << sub.stats().dump();
+  ASSERT_TRUE(wait_for([&] { return stat(pub, "topics") == 2; }));  // subscribed again
   pub.send(event("a.b", {{"n", 2}}));
-  ASSERT_TRUE(eventually([&] { return got.size() == 1; })) << sub.stats().dump();
+  ASSERT_TRUE(wait_for([&] { return got.size() == 1; })) << sub.stats().dump();
   EXPECT_EQ(got.events()[0]->payload()["n"], 2);
   EXPECT_EQ(sub.gaps(), 1u);
 }
@@ -177,25 +139,24 @@ TEST(ZmqFaults, TheProxyForwardsAtMostMaxTopicsAndCountsTheRest) {
     const std::string sub = "\x01" "flood." + std::to_string(i);
     flood.send(zmq::buffer(sub));
   }
-  ASSERT_TRUE(eventually([&] { return proxy.stats().subscriptions_refused == 95; }))
+  ASSERT_TRUE(wait_for([&] { return proxy.stats().subscriptions_refused == 95; }))
       << proxy.stats().to_json().dump();
   EXPECT_EQ(proxy.stats().topics, 5u);
-  ASSERT_TRUE(eventually([&] { return stat(pub, "topics") == 5; }));
+  ASSERT_TRUE(wait_for([&] { return stat(pub, "topics") == 5; }));
   for (int i = 0; i < 100; ++i) {
     std::string unsub(1, '\0');
     unsub += "flood." + std::to_string(i);
     flood.send(zmq::buffer(unsub));
   }
-  ASSERT_TRUE(eventually([&] { return proxy.stats().topics == 0 && stat(pub, "topics") == 0; }))
+  ASSERT_TRUE(wait_for([&] { return proxy.stats().topics == 0 && stat(pub, "topics") == 0; }))
       << proxy.stats().to_json().dump();
   EXPECT_EQ(proxy.stats().subscriptions_refused, 95u);
   flood.close();
 }
 
 TEST(ZmqFaults, BindingAnIpcPathWhereAProcessListensIsRefused) {
-  char dir_template[] = "/tmp/herald-faults-XXXXXX";
-  const std::filesystem::path dir = ::mkdtemp(dir_template);
-  const std::string ep = "ipc://" + (dir / "taken.ipc").string();
+  const herald::testing::TempDir dir("herald-faults");
+  const std::string ep = "ipc://" + (dir.path / "taken.ipc").string();
   herald::ZmqPublisher first(pub_options(ep));
   first.start();
   herald::ZmqPublisher second(pub_options(ep));
@@ -211,7 +172,6 @@ TEST(ZmqFaults, BindingAnIpcPathWhereAProcessListensIsRefused) {
   herald::ZmqPublisher third(pub_options(ep));
   EXPECT_NO_THROW(third.start());
   third.stop();
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

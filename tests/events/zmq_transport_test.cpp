@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <temp_dir.hpp>
+#include <zmq_helpers.hpp>
+
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
@@ -19,6 +22,10 @@ namespace {
 
 using namespace std::chrono_literals;
 using herald::EventPtr;
+using herald::testing::pub_options;
+using herald::testing::sub_options;
+using herald::testing::TempDir;
+using herald::testing::unique_inproc;
 using nlohmann::json;
 
 // Collects received events; waits on a condition variable, not on sleeps.
@@ -52,38 +59,6 @@ class Collector {
   std::condition_variable cv_;
   std::vector<EventPtr> events_;
 };
-
-std::string unique_inproc(const char* tag) {
-  static std::atomic<int> n{0};
-  return std::string("inproc://herald-test-") + tag + "-" + std::to_string(++n);
-}
-
-// A temporary directory removed at scope exit.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "herald-zmq-XXXXXX").string();
-    path = ::mkdtemp(templ.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
-
-herald::ZmqPublisherOptions pub_options(std::string endpoint, bool bind = true) {
-  herald::ZmqPublisherOptions o;
-  o.endpoints = {std::move(endpoint)};
-  o.bind = bind;
-  return o;
-}
-
-herald::ZmqSubscriberOptions sub_options(std::string endpoint, std::vector<std::string> patterns = {"#"}) {
-  herald::ZmqSubscriberOptions o;
-  o.endpoints = {std::move(endpoint)};
-  o.patterns = std::move(patterns);
-  return o;
-}
 
 EventPtr event(const std::string& name, int i = 0) {
   return herald::DomainEvent::create(name, {{"i", i}});

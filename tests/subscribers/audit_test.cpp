@@ -4,6 +4,7 @@
 #include <herald/subscribers/registry.hpp>
 
 #include <gtest/gtest.h>
+#include <temp_dir.hpp>
 #include <wait_for.hpp>
 
 #include <filesystem>
@@ -20,29 +21,12 @@ using herald::DomainEvent;
 using herald::EventBus;
 using herald::EventPtr;
 using herald::SubscriberRegistry;
+using herald::testing::TempDir;
 using herald::testing::wait_for;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-class TempDir {
- public:
-  TempDir() {
-    auto base = fs::temp_directory_path() / "herald-audit-test-XXXXXX";
-    std::string s = base.string();
-    if (::mkdtemp(s.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = s;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
 std::vector<nlohmann::json> read_lines(const fs::path& path) {
   std::ifstream in(path);
   std::vector<nlohmann::json> out;
@@ -61,7 +45,7 @@ EventPtr make(const std::string& name, int n) {
 
 TEST(AuditSubscriber, TheFileHoldsExactlyThePublishedEventsInOrderOnePerLine) {
   TempDir dir;
-  const auto path = dir.path() / "audit.jsonl";
+  const auto path = dir.path / "audit.jsonl";
   EventBus bus({.dispatcher_threads = 2});
   SubscriberRegistry registry(bus);
   auto audit = std::make_shared<AuditSubscriber>("audit", std::vector<std::string>{"payment.#"},
@@ -87,7 +71,7 @@ TEST(AuditSubscriber, TheFileHoldsExactlyThePublishedEventsInOrderOnePerLine) {
 
 TEST(AuditSubscriber, AppendsToAnExistingFile) {
   TempDir dir;
-  const auto path = dir.path() / "audit.jsonl";
+  const auto path = dir.path / "audit.jsonl";
   {
     std::ofstream out(path);
     out << R"({"earlier":true})" << "\n";
@@ -104,7 +88,7 @@ TEST(AuditSubscriber, AppendsToAnExistingFile) {
 
 TEST(AuditSubscriber, AnUnwritablePathFailsOnStartNamingThePathAndTheReason) {
   TempDir dir;
-  const auto path = dir.path() / "missing-dir" / "audit.jsonl";
+  const auto path = dir.path / "missing-dir" / "audit.jsonl";
   AuditSubscriber audit("audit", {"#"}, path);
   try {
     audit.on_start();
@@ -158,7 +142,7 @@ FileLines split_file(const fs::path& path) {
 
 TEST(AuditSubscriber, AKillNineLeavesCompleteLinesAndOnStartRemovesACutOffLastLine) {
   TempDir dir;
-  const auto path = dir.path() / "audit.jsonl";
+  const auto path = dir.path / "audit.jsonl";
   // Lines of many pages: Linux may stop such a write at a page boundary when SIGKILL arrives,
   // which is the one way a kill -9 can leave part of a line (see audit.hpp).
   const std::string big(64 * 1024, 'x');
@@ -206,7 +190,7 @@ TEST(AuditSubscriber, AKillNineLeavesCompleteLinesAndOnStartRemovesACutOffLastLi
 
 TEST(AuditSubscriber, OnStartTruncatesAFragmentAfterTheLastNewlineAndKeepsCompleteLines) {
   TempDir dir;
-  const auto path = dir.path() / "audit.jsonl";
+  const auto path = dir.path / "audit.jsonl";
   const std::string fragment = R"({"event_id":"cut-off-by-a-ki)";
   {
     std::ofstream out(path, std::ios::binary);
@@ -246,7 +230,7 @@ TEST(AuditSubscriber, OnStartTruncatesAFragmentAfterTheLastNewlineAndKeepsComple
 
 TEST(AuditSubscriber, OnStartLeavesTheTailAloneWhileAnotherWriterHasTheFileOpen) {
   TempDir dir;
-  const auto path = dir.path() / "audit.jsonl";
+  const auto path = dir.path / "audit.jsonl";
   AuditSubscriber writing("old", {"#"}, path);
   writing.on_start();
   ASSERT_TRUE(writing.handle(make("payment.processed", 1)).success);

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/base_sink.h>
+#include <temp_dir.hpp>
 #include <wait_for.hpp>
 
 #include <algorithm>
@@ -24,6 +25,7 @@ using herald::StepCompletion;
 using herald::Worker;
 using herald::WorkerConfig;
 using herald::WorkerState;
+using herald::testing::TempDir;
 using herald::testing::wait_for;
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -147,19 +149,6 @@ class LogCapture {
   };
   std::shared_ptr<spdlog::logger> previous_;
   std::shared_ptr<Sink> sink_;
-};
-
-// A temporary directory removed at scope exit.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "herald-worker-XXXXXX").string();
-    path = ::mkdtemp(templ.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
 };
 
 std::string read_file(const std::filesystem::path& p) {

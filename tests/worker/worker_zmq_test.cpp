@@ -7,7 +7,9 @@
 #include <herald/worker/worker.hpp>
 
 #include <gtest/gtest.h>
+#include <temp_dir.hpp>
 #include <wait_for.hpp>
+#include <zmq_helpers.hpp>
 
 #include <condition_variable>
 #include <filesystem>
@@ -20,49 +22,14 @@ using herald::StepCompletion;
 using herald::Worker;
 using herald::WorkerConfig;
 using herald::WorkerState;
+using herald::testing::Received;
+using herald::testing::sub_options;
+using herald::testing::TempDir;
 using herald::testing::wait_for;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "herald-wzmq-XXXXXX").string();
-    path = ::mkdtemp(templ.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
-
-class Received {
- public:
-  herald::ReceiveCallback callback() {
-    return [this](const herald::WireMessage& m) {
-      {
-        std::lock_guard lock(mutex_);
-        messages_.push_back(m);
-      }
-      cv_.notify_all();
-    };
-  }
-  bool wait_for(std::size_t n, std::chrono::milliseconds timeout = 10s) {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, timeout, [&] { return messages_.size() >= n; });
-  }
-  std::vector<herald::WireMessage> messages() {
-    std::lock_guard lock(mutex_);
-    return messages_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::vector<herald::WireMessage> messages_;
-};
 
 WorkerConfig zmq_config(const std::filesystem::path& dir, json zeromq) {
   json declaration = {{"name", "payment.processed"}, {"delivery_mode", "zeromq"}};
@@ -81,13 +48,6 @@ StepCompletion completion(int n) {
   return c;
 }
 
-herald::ZmqSubscriberOptions sub_options(std::string endpoint) {
-  herald::ZmqSubscriberOptions o;
-  o.endpoints = {std::move(endpoint)};
-  o.patterns = {"payment.#"};
-  return o;
-}
-
 // The worker's ZeroMQ publisher has seen `n` herald subscribers (its stats, through status()).
 bool subscribers_seen(Worker& worker, int n) {
   return wait_for([&] { return worker.status()["transports"]["zeromq"]["subscribers_seen"] == n; });
@@ -100,7 +60,7 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 class WorkerZmq : public ::testing::Test {
  protected:
   herald::PublisherRegistry publishers_;
-  TempDir dir_;
+  TempDir dir_{"herald-wzmq"};
 };
 
 TEST_F(WorkerZmq, TheConfiguredPublisherSendsEventsInTheConfiguredEncoding) {
@@ -108,7 +68,7 @@ TEST_F(WorkerZmq, TheConfiguredPublisherSendsEventsInTheConfiguredEncoding) {
   Worker worker(zmq_config(dir_.path, {{"publish", {ep}}, {"encoding", "msgpack"}, {"linger_ms", 500}}), &publishers_);
   worker.start();
   Received got;
-  herald::ZmqSubscriber sub(sub_options(ep), got.callback());
+  herald::ZmqSubscriber sub(sub_options(ep, {"payment.#"}), got.callback());
   sub.start();
   ASSERT_TRUE(subscribers_seen(worker, 1)) << worker.status().dump();
   for (int i = 1; i <= 3; ++i) ASSERT_TRUE(worker.complete_step(completion(i)));
@@ -145,9 +105,9 @@ TEST_F(WorkerZmq, CurveServerAcceptsOnlyTheAllowedClients) {
   worker.start();
 
   Received got_good, got_bad;
-  auto good_options = sub_options(ep);
+  auto good_options = sub_options(ep, {"payment.#"});
   good_options.curve = herald::CurveOptions::make_client(server.public_key, good.secret_key);
-  auto bad_options = sub_options(ep);
+  auto bad_options = sub_options(ep, {"payment.#"});
   bad_options.curve = herald::CurveOptions::make_client(server.public_key, bad.secret_key);
   herald::ZmqSubscriber refused(bad_options, got_bad.callback());
   refused.start();
@@ -168,7 +128,7 @@ TEST_F(WorkerZmq, CurveClientConnectsToABindingSubscriberWithTheServersKey) {
   herald::write_curve_keypair(worker_keys, (dir_.path / "worker").string());
 
   Received got;
-  auto options = sub_options("tcp://127.0.0.1:*");
+  auto options = sub_options("tcp://127.0.0.1:*", {"payment.#"});
   options.bind = true;
   options.curve = herald::CurveOptions::make_server(receiver.secret_key, {worker_keys.public_key});
   herald::ZmqSubscriber sub(options, got.callback());
