@@ -42,6 +42,14 @@ json EventMetadata::to_json() const {
   return j;
 }
 
+bool operator==(const EventMetadata& a, const EventMetadata& b) {
+  const auto no_extra = [](const json& e) { return e.is_null() || (e.is_object() && e.empty()); };
+  const bool extras_equal = (no_extra(a.extra) && no_extra(b.extra)) || a.extra == b.extra;
+  return extras_equal && a.task_uuid == b.task_uuid && a.step_uuid == b.step_uuid &&
+         a.step_name == b.step_name && a.namespace_name == b.namespace_name &&
+         a.correlation_id == b.correlation_id && a.fired_at == b.fired_at && a.fired_by == b.fired_by;
+}
+
 EventMetadata EventMetadata::from_json(const json& j, std::string_view path) {
   jf::require_object(j, path);
   EventMetadata m;
@@ -97,8 +105,9 @@ DomainEvent::DomainEvent(Passkey, std::string event_id, std::string event_name, 
 EventPtr DomainEvent::create(std::string event_name, json payload, EventMetadata metadata,
                              ExecutionResult execution_result) {
   validate_event_name(event_name);
-  if (metadata.fired_at.empty()) metadata.fired_at = now_rfc3339_ms();
-  return std::make_shared<const DomainEvent>(Passkey{}, new_uuid_v7(), std::move(event_name),
+  const auto now = std::chrono::system_clock::now();  // one clock read for id and fired_at
+  if (metadata.fired_at.empty()) metadata.fired_at = format_rfc3339_ms(now);
+  return std::make_shared<const DomainEvent>(Passkey{}, new_uuid_v7(now), std::move(event_name),
                                              std::move(payload), std::move(metadata),
                                              std::move(execution_result));
 }

@@ -17,11 +17,9 @@ namespace {
 // greater than the last one handed out and not behind the clock, so ids are strictly ordered.
 std::atomic<std::uint64_t> last_time_and_seq{0};
 
-std::uint64_t next_time_and_seq() {
+std::uint64_t next_time_and_seq(std::chrono::system_clock::time_point now) {
   const auto now_ms = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count());
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
   const std::uint64_t floor = now_ms << 12;
   auto prev = last_time_and_seq.load(std::memory_order_relaxed);
   std::uint64_t next;
@@ -43,8 +41,10 @@ std::uint64_t random_bits() {
 
 }  // namespace
 
-std::string new_uuid_v7() {
-  const std::uint64_t ts = next_time_and_seq();
+std::string new_uuid_v7() { return new_uuid_v7(std::chrono::system_clock::now()); }
+
+std::string new_uuid_v7(std::chrono::system_clock::time_point now) {
+  const std::uint64_t ts = next_time_and_seq(now);
   const std::uint64_t unix_ms = ts >> 12;
   const std::uint64_t seq = ts & 0xFFF;
   std::array<std::uint8_t, 16> b{};
@@ -55,15 +55,16 @@ std::string new_uuid_v7() {
   for (int i = 0; i < 8; ++i) b[8 + i] = static_cast<std::uint8_t>(r >> (56 - 8 * i));
   b[8] = static_cast<std::uint8_t>(0x80 | (b[8] & 0x3F));  // RFC 9562 variant
 
+  // Written into a fixed buffer and copied once: this runs for every event created.
   static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(36);
+  char text[36];
+  char* out = text;
   for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
-    out.push_back(hex[b[i] >> 4]);
-    out.push_back(hex[b[i] & 0xF]);
+    if (i == 4 || i == 6 || i == 8 || i == 10) *out++ = '-';
+    *out++ = hex[b[i] >> 4];
+    *out++ = hex[b[i] & 0xF];
   }
-  return out;
+  return std::string(text, sizeof text);
 }
 
 namespace {

@@ -679,13 +679,21 @@ class EventBus:
         self._native = _herald._EventBus(dispatcher_threads or 0, inline, batch_size, name)
         self._runner = _LoopRunner(name)
         self._owned = True
+        self._bind_publish()
         _live_buses.add(self)
 
     @classmethod
     def _wrap(cls, native: Any, runner: _LoopRunner) -> "EventBus":
         bus = cls.__new__(cls)
         bus._native, bus._runner, bus._owned = native, runner, False
+        bus._bind_publish()
         return bus
+
+    def _bind_publish(self) -> None:
+        # publish() is the per-event call: the instance gets the native function itself, which
+        # saves a Python frame per event. A subclass that overrides publish keeps its override.
+        if type(self).publish is EventBus.publish:
+            self.publish = self._native.publish_function()
 
     def subscribe(self, patterns: "str | Iterable[str]", handler: Optional[Callable[[DomainEvent], Any]] = None,
                   *, name: str = "", capacity: int = 10_000, overflow: str = "block",
@@ -714,8 +722,9 @@ class EventBus:
     def publish(self, event_name: str, payload: Optional[dict] = None, *,
                 metadata: Optional[dict] = None) -> DomainEvent:
         """Builds the event (EventNameError for a bad name, TypeError naming the key path of a
-        value that is not JSON serialisable) and routes it; returns it."""
-        return self._native.publish(event_name, payload, metadata)
+        value that is not JSON serialisable) and routes it; returns it. On an inline bus every
+        Python handler gets this same DomainEvent object (treat its payload dict as read-only)."""
+        return self._native.publish_function()(event_name, payload, metadata=metadata)
 
     def publish_event(self, event: DomainEvent) -> dict:
         return self._native.publish_event(event)

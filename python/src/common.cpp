@@ -3,8 +3,6 @@
 #include <herald/publishers/schema.hpp>
 #include <herald/worker/worker.hpp>
 
-#include <pybind11_json/pybind11_json.hpp>
-
 #include <utility>
 
 namespace herald::py_bindings {
@@ -102,70 +100,25 @@ void log_exception(const std::string& message, const py::handle& exc) noexcept {
   }
 }
 
-py::object wrap_event(const EventPtr& event) { return py::cast(PyEvent(event)); }
-
-py::object to_python(const nlohmann::json& value) { return pyjson::from_json(value); }
-
 namespace {
-
-std::string type_name(const py::handle& v) {
-  return py::str(py::type::handle_of(v).attr("__name__")).cast<std::string>();
-}
-
-// Finds the first value pybind11_json cannot convert; appends its path to `path`.
-bool find_unserialisable(const py::handle& v, std::string& path, std::string& reason) {
-  if (v.is_none() || py::isinstance<py::bool_>(v) || py::isinstance<py::float_>(v) ||
-      py::isinstance<py::str>(v) || py::isinstance<py::bytes>(v)) {
-    return false;
-  }
-  if (py::isinstance<py::int_>(v)) {
-    try {
-      (void)pyjson::to_json(v);
-      return false;
-    } catch (const std::exception&) {
-      reason = "integer " + py::repr(v).cast<std::string>() + " does not fit in 64 bits";
-      return true;
-    }
-  }
-  if (py::isinstance<py::list>(v) || py::isinstance<py::tuple>(v)) {
-    std::size_t i = 0;
-    for (const py::handle item : v) {
-      const auto size = path.size();
-      path += "[" + std::to_string(i++) + "]";
-      if (find_unserialisable(item, path, reason)) return true;
-      path.resize(size);
-    }
-    return false;
-  }
-  if (py::isinstance<py::dict>(v)) {
-    for (const auto& [key, item] : py::reinterpret_borrow<py::dict>(v)) {
-      const auto size = path.size();
-      path += "[" + py::repr(key).cast<std::string>() + "]";
-      if (find_unserialisable(item, path, reason)) return true;
-      path.resize(size);
-    }
-    return false;
-  }
-  reason = "object of type " + type_name(v) + " is not JSON serialisable";
-  return true;
-}
-
+thread_local const DomainEvent* t_inline_event = nullptr;
+thread_local PyObject* t_inline_wrapper = nullptr;  // borrowed: the publish call owns it
 }  // namespace
 
-nlohmann::json to_json(const py::handle& value, std::string_view root) {
-  try {
-    return pyjson::to_json(value);
-  } catch (py::error_already_set&) {
-    throw;
-  } catch (const std::exception& e) {
-    std::string path(root);
-    std::string reason;
-    if (!find_unserialisable(value, path, reason)) reason = e.what();
-    // A real Python TypeError (not a C++ exception), so that adapters carry it like any other
-    // exception raised by user code.
-    PyErr_SetString(PyExc_TypeError, (path + ": " + reason).c_str());
-    throw py::error_already_set();
+InlineWrapperScope::InlineWrapperScope(const DomainEvent* event, PyObject* wrapper) noexcept
+    : saved_event_(std::exchange(t_inline_event, event)),
+      saved_wrapper_(std::exchange(t_inline_wrapper, wrapper)) {}
+
+InlineWrapperScope::~InlineWrapperScope() {
+  t_inline_event = saved_event_;
+  t_inline_wrapper = saved_wrapper_;
+}
+
+py::object wrap_event(const EventPtr& event) {
+  if (event.get() == t_inline_event && t_inline_wrapper != nullptr) {
+    return py::reinterpret_borrow<py::object>(t_inline_wrapper);
   }
+  return new_event_wrapper(event);
 }
 
 // ----------------------------------------------------------------------------------------------

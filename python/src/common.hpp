@@ -14,6 +14,7 @@
 
 #include <herald/events/domain_event.hpp>
 #include <herald/events/error.hpp>
+#include <herald/events/event_bus.hpp>
 
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -22,6 +23,8 @@
 
 #include <exception>
 #include <memory>
+#include <optional>
+#include <type_traits>
 #include <string>
 #include <string_view>
 
@@ -48,14 +51,19 @@ void attach_thread_state() noexcept;
 /// exit). Call without holding the GIL.
 void detach_thread_state() noexcept;
 
-/// Scope in which a C++ thread calls Python.
+/// Scope in which a C++ thread calls Python. A thread that already holds the GIL (an inline
+/// bus publishing from Python) keeps it and pays only the check.
 class PyCall {
  public:
-  PyCall() : attached_((attach_thread_state(), true)) {}
+  PyCall() {
+    if (PyGILState_Check() == 0) {
+      attach_thread_state();
+      gil_.emplace();
+    }
+  }
 
  private:
-  bool attached_;
-  py::gil_scoped_acquire gil_;
+  std::optional<py::gil_scoped_acquire> gil_;
 };
 
 /// Deleter for C++ objects whose destructor may wait for threads that call Python: drops the
@@ -101,7 +109,16 @@ void log_exception(const std::string& message, const py::handle& exc) noexcept;
 /// `runner.await_(...)` (the worker's or bus's event loop) and returns its result. GIL held.
 template <typename... Args>
 py::object call_hook(const py::handle& runner, const py::handle& fn, Args&&... args) {
-  py::object result = fn(std::forward<Args>(args)...);
+  py::object result;
+  if constexpr ((std::is_convertible_v<Args, py::handle> && ...)) {
+    // Python objects only: a vectorcall, without building an argument tuple.
+    PyObject* argv[sizeof...(Args) + 1] = {nullptr, py::handle(args).ptr()...};
+    PyObject* r = PyObject_Vectorcall(fn.ptr(), argv + 1, sizeof...(Args) | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+    if (r == nullptr) throw py::error_already_set();
+    result = py::reinterpret_steal<py::object>(r);
+  } else {
+    result = fn(std::forward<Args>(args)...);
+  }
   PyObject* r = result.ptr();
   auto* async = Py_TYPE(r)->tp_as_async;
   if (async != nullptr && async->am_await != nullptr) {
@@ -110,7 +127,7 @@ py::object call_hook(const py::handle& runner, const py::handle& fn, Args&&... a
   return result;
 }
 
-/// Python value -> JSON through pybind11_json. A value that is not JSON serialisable raises
+/// Python value -> JSON (json_convert.cpp). A value that is not JSON serialisable raises
 /// TypeError naming its key path below `root` ("payload['items'][2]: object of type set is not
 /// JSON serialisable"). GIL held.
 nlohmann::json to_json(const py::handle& value, std::string_view root);
@@ -126,19 +143,39 @@ struct Runtime {
 };
 Runtime& runtime();
 
-/// The Python wrapper of an event (herald.DomainEvent). Converts payload and metadata lazily
-/// and once.
-struct PyEvent {
-  EventPtr event;
-  py::object payload;   // cached dicts (None until first read)
-  py::object metadata;
-  explicit PyEvent(EventPtr e) : event(std::move(e)) {}
-};
-
-/// Wraps an event for Python. GIL held.
+/// Wraps an event for Python. GIL held. Inside an InlineWrapperScope for the same event, returns
+/// that scope's wrapper instead of a new one.
 py::object wrap_event(const EventPtr& event);
 
+/// While an inline bus runs handlers for an event published from Python, every Python handler
+/// (and the caller, who gets it back from publish) receives the same wrapper: one allocation and
+/// at most one payload conversion per event instead of one per handler. Nests (a handler may
+/// publish); the calling thread holds the GIL.
+class InlineWrapperScope {
+ public:
+  InlineWrapperScope(const DomainEvent* event, PyObject* wrapper) noexcept;
+  ~InlineWrapperScope();
+  InlineWrapperScope(const InlineWrapperScope&) = delete;
+  InlineWrapperScope& operator=(const InlineWrapperScope&) = delete;
+
+ private:
+  const DomainEvent* saved_event_;
+  PyObject* saved_wrapper_;
+};
+
+/// herald.DomainEvent (event_type.cpp): a new wrapper for `event`. GIL held.
+py::object new_event_wrapper(EventPtr event);
+/// `obj` is a herald.DomainEvent.
+bool is_event(const py::handle& obj);
+/// The event inside a herald.DomainEvent; TypeError naming `what` for anything else. GIL held.
+EventPtr event_of(const py::handle& obj, const char* what);
+
+/// `bus.publish` as a native function of its own (event_type.cpp): what the Python EventBus
+/// exposes as its publish method. GIL held.
+py::object bus_publish_function(std::shared_ptr<EventBus> bus);
+
 // Module parts, defined in their own files.
+void bind_event_type(py::module_& m);
 void bind_errors(py::module_& m);
 void bind_events(py::module_& m);
 void bind_publishers(py::module_& m);

@@ -72,7 +72,7 @@ void bind_events(py::module_& m) {
       },
       py::arg("step_event_context"), py::arg("subscriber_result"), py::arg("log_exception"));
 
-  m.def("new_uuid_v7", &new_uuid_v7, "A new UUID v7 as text (time ordered).");
+  m.def("new_uuid_v7", [] { return new_uuid_v7(); }, "A new UUID v7 as text (time ordered).");
   m.def("validate_event_name", [](std::string_view n) { validate_event_name(n); },
         "Raises EventNameError naming the offending character or token.");
   m.def("is_valid_event_name", [](std::string_view n) { return is_valid_event_name(n); });
@@ -86,45 +86,21 @@ void bind_events(py::module_& m) {
       .def_property_readonly("literal_prefix", &Pattern::literal_prefix)
       .def("__repr__", [](const Pattern& p) { return "Pattern(" + py::repr(py::str(p.text())).cast<std::string>() + ")"; });
 
-  py::class_<PyEvent>(m, "DomainEvent", "An immutable domain event (shared, never copied).")
-      .def_static(
-          "create",
-          [](std::string name, py::object payload, py::object metadata) {
-            nlohmann::json p = payload.is_none() ? nlohmann::json::object() : to_json(payload, "payload");
-            EventMetadata meta;
-            if (!metadata.is_none()) meta = EventMetadata::from_json(to_json(metadata, "metadata"));
-            return PyEvent(DomainEvent::create(std::move(name), std::move(p), std::move(meta)));
-          },
-          py::arg("event_name"), py::arg("payload") = py::none(), py::arg("metadata") = py::none())
-      .def_static(
-          "from_dict", [](const py::dict& d) { return PyEvent(DomainEvent::from_json(to_json(d, "event"))); },
-          py::arg("data"))
-      .def_property_readonly("event_id", [](const PyEvent& e) { return e.event->event_id(); })
-      .def_property_readonly("event_name", [](const PyEvent& e) { return e.event->event_name(); })
-      .def_property_readonly("payload",
-                             [](PyEvent& e) {
-                               if (!e.payload) e.payload = to_python(e.event->payload());
-                               return e.payload;
-                             })
-      .def_property_readonly("metadata",
-                             [](PyEvent& e) {
-                               if (!e.metadata) e.metadata = to_python(e.event->metadata().to_json());
-                               return e.metadata;
-                             })
-      .def_property_readonly("execution_result",
-                             [](const PyEvent& e) { return to_python(e.event->execution_result().to_json()); })
-      .def_property_readonly("correlation_id",
-                             [](const PyEvent& e) { return e.event->metadata().correlation_id; })
-      .def("to_dict", [](const PyEvent& e) { return to_python(e.event->to_json()); })
-      .def("to_json", [](const PyEvent& e) { return e.event->json_text(); }, "Compact JSON text.")
-      .def("__eq__",
-           [](const PyEvent& a, const py::object& b) {
-             return py::isinstance<PyEvent>(b) && b.cast<const PyEvent&>().event->event_id() == a.event->event_id();
-           })
-      .def("__hash__", [](const PyEvent& e) { return py::hash(py::str(e.event->event_id())); })
-      .def("__repr__", [](const PyEvent& e) {
-        return "DomainEvent(event_name='" + e.event->event_name() + "', event_id='" + e.event->event_id() + "')";
-      });
+  // herald.DomainEvent itself is event_type.cpp's; its constructors are ordinary functions.
+  py::object event_type = m.attr("DomainEvent");
+  event_type.attr("create") = py::staticmethod(py::cpp_function(
+      [](std::string name, py::object payload, py::object metadata) {
+        nlohmann::json p = payload.is_none() ? nlohmann::json::object() : to_json(payload, "payload");
+        EventMetadata meta;
+        if (!metadata.is_none()) meta = EventMetadata::from_json(to_json(metadata, "metadata"));
+        return new_event_wrapper(DomainEvent::create(std::move(name), std::move(p), std::move(meta)));
+      },
+      py::name("create"), py::arg("event_name"), py::arg("payload") = py::none(),
+      py::arg("metadata") = py::none(),
+      "A new event: validates the name, assigns event_id (UUID v7) and fired_at."));
+  event_type.attr("from_dict") = py::staticmethod(py::cpp_function(
+      [](const py::dict& d) { return new_event_wrapper(DomainEvent::from_json(to_json(d, "event"))); },
+      py::name("from_dict"), py::arg("data"), "The event a to_dict() produced (ValidationError otherwise)."));
 
   py::class_<StepCompletion>(m, "StepCompletion", "A step's completion: the input of publishing.")
       .def(py::init([](std::string step_name, bool success, std::string task_uuid, std::string step_uuid,
@@ -271,33 +247,19 @@ void bind_events(py::module_& m) {
           py::arg("patterns"), py::arg("handler"), py::arg("runner"), py::arg("name") = "",
           py::arg("capacity") = 10'000, py::arg("overflow") = "block", py::arg("block_timeout") = 5.0,
           py::arg("slow_threshold") = 0.0)
-      .def(
-          "publish",
-          [](PyBus& self, std::string name, const py::object& payload, const py::object& metadata) {
-            nlohmann::json p = payload.is_none() ? nlohmann::json::object() : to_json(payload, "payload");
-            EventMetadata meta;
-            if (!metadata.is_none()) meta = EventMetadata::from_json(to_json(metadata, "metadata"));
-            EventPtr event = DomainEvent::create(std::move(name), std::move(p), std::move(meta));
-            PublishReport report;
-            if (self.bus->is_inline()) {
-              // Inline: handlers run right here, on this Python thread, like a synchronous
-              // emitter; keeping the GIL saves a release and a re-acquire per Python handler.
-              report = self.bus->publish(event);
-            } else {
-              py::gil_scoped_release nogil;  // a full `block` mailbox may wait for room
-              report = self.bus->publish(event);
-            }
-            if (report.rejected) throw StateError("publish: the bus is closed (event '" + event->event_name() + "')");
-            return PyEvent(std::move(event));
-          },
-          py::arg("event_name"), py::arg("payload") = py::none(), py::arg("metadata") = py::none())
+      .def("publish_function", [](PyBus& self) { return bus_publish_function(self.bus); },
+           "The bus's publish(event_name, payload=None, *, metadata=None) as a native function.")
       .def(
           "publish_event",
-          [](PyBus& self, const PyEvent& e) {
+          [](PyBus& self, const py::handle& e) {
+            EventPtr event = event_of(e, "publish_event");
             PublishReport r;
-            {
+            if (self.bus->is_inline()) {
+              InlineWrapperScope same_wrapper(event.get(), e.ptr());
+              r = self.bus->publish(event);
+            } else {
               py::gil_scoped_release nogil;
-              r = self.bus->publish(e.event);
+              r = self.bus->publish(event);
             }
             py::dict d;
             d["matched"] = r.matched;

@@ -5,6 +5,7 @@ PYBIND11_MODULE(_herald, m) {
   using namespace herald::py_bindings;
   m.doc() = "herald's native core; import the `herald` package instead.";
   bind_errors(m);
+  bind_event_type(m);
   bind_events(m);
   bind_publishers(m);
   bind_subscribers(m);

@@ -98,8 +98,8 @@ void bind_zmq(py::module_& m) {
       .def("start", [](PyZmqPublisher& self) { self.publisher->start(); }, py::call_guard<py::gil_scoped_release>())
       .def("stop", [](PyZmqPublisher& self) { self.publisher->stop(); }, py::call_guard<py::gil_scoped_release>())
       .def("send",
-           [](PyZmqPublisher& self, const PyEvent& e) {
-             EventPtr event = e.event;
+           [](PyZmqPublisher& self, const py::handle& e) {
+             EventPtr event = event_of(e, "ZmqPublisher.send");
              py::gil_scoped_release nogil;
              self.publisher->send(event);
            })
@@ -112,7 +112,7 @@ void bind_zmq(py::module_& m) {
               py::gil_scoped_release nogil;
               self.publisher->send(event);
             }
-            return PyEvent(std::move(event));
+            return new_event_wrapper(std::move(event));
           },
           py::arg("event_name"), py::arg("payload") = py::none())
       .def(

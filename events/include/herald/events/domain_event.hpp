@@ -26,13 +26,15 @@ struct EventMetadata {
   std::string correlation_id;
   std::string fired_at;  ///< RFC 3339 UTC with milliseconds; set at creation when empty
   std::string fired_by;  ///< the publisher (or component) that fired the event
-  nlohmann::json extra = nlohmann::json::object();
+  /// null or an object. Left null until a key is added: an empty object would cost a heap
+  /// allocation for every event created. Null and {} mean the same (no extra fields).
+  nlohmann::json extra;
 
   /// Flat JSON object: base fields, then `extra` (extra keys do not override base fields).
   nlohmann::json to_json() const;
   /// Known keys go to the typed fields, everything else to `extra`. Throws ValidationError.
   static EventMetadata from_json(const nlohmann::json& j, std::string_view path = "metadata");
-  friend bool operator==(const EventMetadata&, const EventMetadata&) = default;
+  friend bool operator==(const EventMetadata& a, const EventMetadata& b);
 };
 
 /// The outcome of the step that caused the event.
