@@ -15,6 +15,7 @@
 #include <herald/events/domain_event.hpp>
 #include <herald/events/error.hpp>
 #include <herald/events/event_bus.hpp>
+#include <herald/events/json_fields.hpp>
 
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -127,10 +128,16 @@ py::object call_hook(const py::handle& runner, const py::handle& fn, Args&&... a
   return result;
 }
 
+inline constexpr std::size_t kMaxConvertedDepth = json_fields::kMaxDepth - 1;
+
 /// Python value -> JSON (json_convert.cpp). A value that is not JSON serialisable raises
 /// TypeError naming its key path below `root` ("payload['items'][2]: object of type set is not
 /// JSON serialisable"). GIL held.
-nlohmann::json to_json(const py::handle& value, std::string_view root);
+/// Lists and dicts may nest `max_depth` levels (the value itself included); the default leaves
+/// room for the event envelope a payload or metadata dict goes into, so that what Python builds
+/// always decodes on the wire (json_fields::kMaxDepth levels in all).
+nlohmann::json to_json(const py::handle& value, std::string_view root,
+                       std::size_t max_depth = kMaxConvertedDepth);
 /// JSON -> Python value. GIL held.
 py::object to_python(const nlohmann::json& value);
 

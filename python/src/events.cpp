@@ -99,7 +99,9 @@ void bind_events(py::module_& m) {
       py::arg("metadata") = py::none(),
       "A new event: validates the name, assigns event_id (UUID v7) and fired_at."));
   event_type.attr("from_dict") = py::staticmethod(py::cpp_function(
-      [](const py::dict& d) { return new_event_wrapper(DomainEvent::from_json(to_json(d, "event"))); },
+      [](const py::dict& d) {
+        return new_event_wrapper(DomainEvent::from_json(to_json(d, "event", json_fields::kMaxDepth)));
+      },
       py::name("from_dict"), py::arg("data"), "The event a to_dict() produced (ValidationError otherwise)."));
 
   py::class_<StepCompletion>(m, "StepCompletion", "A step's completion: the input of publishing.")

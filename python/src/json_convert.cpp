@@ -5,9 +5,7 @@
 // reports a failure as a C++ exception without a location, which took a second walk to find.
 // This converter walks once, takes the exact built-in types first, and names the key path of
 // the first value it cannot convert. It also bounds nesting (a list that contains itself would
-// otherwise recurse until the C stack overflows): at most kMaxContainerDepth lists and dicts
-// inside one another, one less than the wire decoder's limit so that the event envelope around
-// a payload still decodes on the other side.
+// otherwise recurse until the C stack overflows): see to_json's max_depth in common.hpp.
 //
 // Conversions (unchanged from the pybind11_json behaviour users already rely on): None -> null,
 // bool, int (int64, else uint64, else TypeError), float, str (UTF-8), bytes -> base64 text,
@@ -17,6 +15,7 @@
 
 #include <herald/events/json_fields.hpp>
 
+#include <algorithm>
 #include <array>
 #include <string>
 
@@ -26,7 +25,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::size_t kMaxContainerDepth = json_fields::kMaxDepth - 1;
 
 std::string type_name(PyObject* v) { return Py_TYPE(v)->tp_name; }
 
@@ -60,11 +58,12 @@ bool utf8_of(PyObject* str, std::string& out) {
 // list index). Rendered only when a value cannot be converted.
 struct KeyPath {
   std::string_view root;
+  std::size_t max_depth;
   struct Step {
     PyObject* key;  // nullptr for a list index
     Py_ssize_t index;
   };
-  std::array<Step, kMaxContainerDepth + 1> steps;  // on the stack: no allocation per walk
+  std::array<Step, json_fields::kMaxDepth + 1> steps;  // on the stack: no allocation per walk
   std::size_t depth = 0;
 
   void push(PyObject* key, Py_ssize_t index) noexcept { steps[depth++] = {key, index}; }
@@ -134,8 +133,8 @@ json convert_bytes(PyObject* v) {
 }
 
 void check_depth(const KeyPath& path) {
-  if (path.depth >= kMaxContainerDepth) {
-    fail(path, "lists and dicts nested more than " + std::to_string(kMaxContainerDepth) +
+  if (path.depth >= path.max_depth) {
+    fail(path, "lists and dicts nested more than " + std::to_string(path.max_depth) +
                    " levels deep (or containing themselves)");
   }
 }
@@ -258,9 +257,10 @@ py::object from(const json& value) {
 
 }  // namespace
 
-nlohmann::json to_json(const py::handle& value, std::string_view root) {
+nlohmann::json to_json(const py::handle& value, std::string_view root, std::size_t max_depth) {
   KeyPath path;
   path.root = root;
+  path.max_depth = std::min(max_depth, json_fields::kMaxDepth);
   return convert(value.ptr(), path);
 }
 

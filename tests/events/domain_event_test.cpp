@@ -63,6 +63,39 @@ TEST(DomainEvents, CreateAssignsIdAndFiredAtAndKeepsTheRest) {
   EXPECT_EQ(e->metadata().extra["region"], "eu");
 }
 
+TEST(DomainEvents, IdTimeAndFiredAtComeFromTheSameClockReading) {
+  for (int i = 0; i < 200; ++i) {
+    const auto e = DomainEvent::create("a.b");
+    // UUID v7: the first 48 bits are the Unix time in milliseconds (later only when more than
+    // 4096 ids were made in one millisecond, which 200 in a row cannot reach).
+    const auto& id = e->event_id();
+    const auto hex = id.substr(0, 8) + id.substr(9, 4);
+    const auto id_ms = std::stoull(hex, nullptr, 16);
+    const auto secs = static_cast<std::time_t>(id_ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char expected[64];
+    std::snprintf(expected, sizeof expected, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(id_ms % 1000));
+    EXPECT_EQ(e->metadata().fired_at, std::string(expected)) << id;
+  }
+}
+
+TEST(DomainEvents, MetadataWithoutExtraFieldsEqualsOneWithAnEmptyExtraObject) {
+  herald::EventMetadata a, b;
+  b.extra = json::object();
+  EXPECT_TRUE(a.extra.is_null());  // no allocation until a key is added
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.to_json(), b.to_json());
+  b.extra["region"] = "eu";
+  EXPECT_NE(a, b);
+  a.extra["region"] = "eu";
+  EXPECT_EQ(a, b);
+  a.correlation_id = "x";
+  EXPECT_NE(a, b);
+  EXPECT_EQ(herald::EventMetadata::from_json(json::object()), herald::EventMetadata{});
+}
+
 TEST(DomainEvents, CreateRejectsAnInvalidName) {
   EXPECT_THROW(DomainEvent::create("bad name"), herald::EventNameError);
 }

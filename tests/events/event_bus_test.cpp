@@ -464,6 +464,37 @@ TEST(EventBusRoutes, AHandlerIsDestroyedOnceItsSubscriptionIsGoneAndNoPublishIsI
   }
 }
 
+TEST(EventBusStats, PublishedCountsAcceptedPublishesNestedAndConcurrentOnesIncludedButNotRejected) {
+  for (const bool inline_mode : {true, false}) {
+    EventBus bus({.dispatcher_threads = 2, .inline_dispatch = inline_mode});
+    std::atomic<int> nested{0};
+    auto sub = bus.subscribe({"outer"}, [&](const EventPtr&) {
+      bus.publish(make("inner"));  // re-entrant (inline) or from a dispatcher thread (pool)
+      nested.fetch_add(1);
+    });
+    constexpr int kThreads = 4, kPerThread = 5000;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < kPerThread; ++i) bus.publish(make(i % 10 == 0 ? "outer" : "other", i));
+      });
+    }
+    for (auto& t : threads) t.join();
+    ASSERT_TRUE(bus.drain(30s));
+    const auto outers = kThreads * kPerThread / 10;
+    EXPECT_EQ(nested.load(), outers);
+    auto stats = bus.stats();
+    EXPECT_EQ(stats.published, static_cast<std::uint64_t>(kThreads * kPerThread + outers));
+    EXPECT_EQ(stats.pending, 0u);
+    bus.stop(5s);
+    EXPECT_TRUE(bus.publish(make("other")).rejected);
+    stats = bus.stats();
+    EXPECT_EQ(stats.published, static_cast<std::uint64_t>(kThreads * kPerThread + outers));
+    EXPECT_EQ(stats.rejected, 1u);
+    EXPECT_EQ(bus.pending(), 0u);
+  }
+}
+
 TEST(EventBusRoutes, SubscribeAndUnsubscribeWhileOtherThreadsPublishLosesNoSteadySubscriberEvent) {
   for (const bool inline_mode : {true, false}) {
     EventBus bus({.dispatcher_threads = 2, .inline_dispatch = inline_mode});

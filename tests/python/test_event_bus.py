@@ -132,6 +132,136 @@ def test_payload_that_is_not_json_serialisable_raises_type_error_naming_the_key_
         assert str(info.value).startswith(path)
 
 
+@pytest.mark.parametrize("payload, path", [
+    ({"s": "\ud800"}, "payload['s']: str '\\ud800' is not valid UTF-8 text"),
+    ({"n": -(2 ** 64)}, "payload['n']: integer"),
+    ({("a", 1): {1: [b"x", {0.5: set()}]}}, "payload[('a', 1)][1][1][0.5]: object of type set"),
+])
+def test_more_unconvertible_values_name_their_key_path(payload, path):
+    with herald.EventBus(inline=True) as bus:
+        with pytest.raises(TypeError) as info:
+            bus.publish("x.y", payload)
+        assert str(info.value).startswith(path), str(info.value)
+
+
+def test_payload_conversion_of_every_supported_type():
+    with herald.EventBus(inline=True) as bus:
+        e = bus.publish("x.y", {"none": None, "t": True, "f": False, "i": -5, "big": 2 ** 64 - 1,
+                                "fl": 2.5, "s": "h\u00e9llo \u2603", "b": b"\x00\xffab", "tuple": (1, (2,)),
+                                3: "int key", "nested": {"l": [[], {}]}})
+    assert e.payload == {"none": None, "t": True, "f": False, "i": -5, "big": 2 ** 64 - 1, "fl": 2.5,
+                         "s": "h\u00e9llo \u2603", "b": "AP9hYg==", "tuple": [1, [2]], "3": "int key",
+                         "nested": {"l": [[], {}]}}
+    assert type(e.payload["t"]) is bool and type(e.payload["big"]) is int
+
+
+def test_a_payload_that_contains_itself_or_nests_too_deep_is_a_type_error_not_a_crash():
+    looped = []
+    looped.append(looped)
+    deep = leaf = {}
+    for _ in range(200):
+        leaf["k"] = {}
+        leaf = leaf["k"]
+    with herald.EventBus(inline=True) as bus:
+        for bad in ({"v": looped}, deep):
+            with pytest.raises(TypeError, match="nested more than 127 levels deep"):
+                bus.publish("x.y", bad)
+        assert bus.publish("x.y", {"v": 1}).payload == {"v": 1}  # the bus is unharmed
+
+    def lists(n):
+        outer = inner = []
+        for _ in range(n - 1):
+            inner.append([])
+            inner = inner[0]
+        return outer
+
+    # A payload may nest 127 levels (its own dict included): with the event envelope around it,
+    # that is the 128 the wire decoder accepts.
+    with pytest.raises(TypeError, match="nested more than 127"):
+        herald.DomainEvent.create("x.y", {"v": lists(127)})
+    event = herald.DomainEvent.create("x.y", {"v": lists(126)})
+    again = herald.DomainEvent.from_dict(event.to_dict())  # the whole envelope: 128 levels
+    assert again == event and again.payload == event.payload
+    assert herald.DomainEvent.from_dict(herald.DomainEvent.create("x.y").to_dict()).payload == {}
+
+
+def test_inline_handlers_get_the_very_event_publish_returns():
+    with herald.EventBus(inline=True) as bus:
+        seen = []
+        bus.subscribe("a.*", seen.append)
+        bus.subscribe("a.#", lambda e: seen.append(e))
+        sent = bus.publish("a.b", {"n": 1})
+        assert len(seen) == 2 and seen[0] is sent and seen[1] is sent
+        # a nested publish from a handler gets its own event
+        inner = []
+        bus.subscribe("outer.x", lambda e: inner.append((e, bus.publish("a.c"))))
+        outer = bus.publish("outer.x")
+        (got_outer, got_inner), = inner
+        assert got_outer is outer and got_inner is not outer and got_inner.event_name == "a.c"
+        assert seen[-1] is got_inner
+
+
+def test_domain_event_type_behaviour():
+    with pytest.raises(TypeError):
+        herald.DomainEvent()
+    e = herald.DomainEvent.create("a.b", {"x": 1}, {"correlation_id": "c"})
+    f = herald.DomainEvent.from_dict(e.to_dict())
+    assert e == f and not (e != f) and hash(e) == hash(f) and {e: 1}[f] == 1
+    assert e != herald.DomainEvent.create("a.b") and (e == "a.b") is False
+    assert repr(e) == f"DomainEvent(event_name='a.b', event_id='{e.event_id}')"
+    assert e.correlation_id == "c" and e.payload is e.payload  # converted once
+    import json
+    assert json.loads(e.to_json()) == e.to_dict()
+
+
+def test_an_event_kept_in_its_own_payload_is_collected():
+    import gc
+    import weakref
+
+    class Marker:
+        pass
+
+    with herald.EventBus(inline=True) as bus:
+        e = bus.publish("a.b", {"x": 1})
+    marker = Marker()
+    watch = weakref.ref(marker)
+    e.payload["self"] = e       # a cycle through the cached payload dict
+    e.payload["marker"] = marker
+    del e, marker
+    gc.collect()
+    assert watch() is None
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda p: p(), "missing required argument 'event_name'"),
+    (lambda p: p(1), "event_name must be str, not int"),
+    (lambda p: p("a.b", {}, {}), "metadata is keyword-only"),
+    (lambda p: p("a.b", colour="red"), "unexpected or repeated keyword argument 'colour'"),
+    (lambda p: p("a.b", {}, payload={}), "unexpected or repeated keyword argument 'payload'"),
+])
+def test_publish_argument_errors(call, message):
+    with herald.EventBus(inline=True) as bus:
+        with pytest.raises(TypeError, match=message):
+            call(bus.publish)
+        e = bus.publish(event_name="a.b", payload={"k": 1}, metadata={"correlation_id": "z"})
+        assert e.payload == {"k": 1} and e.correlation_id == "z"
+
+
+def test_a_subclass_that_overrides_publish_keeps_its_override():
+    class Audited(herald.EventBus):
+        def __init__(self):
+            super().__init__(inline=True)
+            self.names = []
+
+        def publish(self, event_name, payload=None, *, metadata=None):
+            self.names.append(event_name)
+            return super().publish(event_name, payload, metadata=metadata)
+
+    with Audited() as bus:
+        assert bus.publish("a.b").event_name == "a.b"
+        assert bus.names == ["a.b"]
+
+
 def test_unsubscribe_stops_deliveries_and_dropping_the_handle_does_not():
     with herald.EventBus(1) as bus:
         a, b = [], []
