@@ -94,8 +94,8 @@ ExecutionResult ExecutionResult::from_json(const json& j, std::string_view path)
   return r;
 }
 
-DomainEvent::DomainEvent(Passkey, std::string event_id, std::string event_name, json payload,
-                         EventMetadata metadata, ExecutionResult execution_result)
+DomainEvent::DomainEvent(Passkey, std::string&& event_id, std::string&& event_name, json&& payload,
+                         EventMetadata&& metadata, ExecutionResult&& execution_result)
     : event_id_(std::move(event_id)),
       event_name_(std::move(event_name)),
       payload_(std::move(payload)),

@@ -55,14 +55,20 @@ std::string new_uuid_v7(std::chrono::system_clock::time_point now) {
   for (int i = 0; i < 8; ++i) b[8 + i] = static_cast<std::uint8_t>(r >> (56 - 8 * i));
   b[8] = static_cast<std::uint8_t>(0x80 | (b[8] & 0x3F));  // RFC 9562 variant
 
-  // Written into a fixed buffer and copied once: this runs for every event created.
-  static constexpr char hex[] = "0123456789abcdef";
+  // Written into a fixed buffer from a byte -> two hex digits table, and copied once: this runs
+  // for every event created.
+  static constexpr auto pairs = [] {
+    std::array<std::array<char, 2>, 256> t{};
+    constexpr char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 256; ++i) t[static_cast<std::size_t>(i)] = {hex[i >> 4], hex[i & 0xF]};
+    return t;
+  }();
   char text[36];
   char* out = text;
   for (int i = 0; i < 16; ++i) {
     if (i == 4 || i == 6 || i == 8 || i == 10) *out++ = '-';
-    *out++ = hex[b[i] >> 4];
-    *out++ = hex[b[i] & 0xF];
+    std::memcpy(out, pairs[b[static_cast<std::size_t>(i)]].data(), 2);
+    out += 2;
   }
   return std::string(text, sizeof text);
 }

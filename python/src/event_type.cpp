@@ -157,7 +157,9 @@ PyMethodDef event_methods[] = {
 // bus.publish(event_name, payload=None, *, metadata=None) as a vectorcall function whose `self`
 // is a capsule holding the bus.
 
-constexpr const char* kBusCapsule = "herald.EventBus.publish";
+// Unnamed: the capsule is only ever the `self` of bus_publish_def, and an unnamed capsule
+// skips a strcmp per call in PyCapsule_GetPointer.
+constexpr const char* kBusCapsule = nullptr;
 
 void bus_capsule_destructor(PyObject* capsule) {
   delete static_cast<std::shared_ptr<EventBus>*>(PyCapsule_GetPointer(capsule, kBusCapsule));

@@ -85,8 +85,10 @@ class DomainEvent {
   static EventPtr from_fields(std::string event_id, std::string event_name, nlohmann::json payload,
                               EventMetadata metadata, ExecutionResult execution_result);
 
-  DomainEvent(Passkey, std::string event_id, std::string event_name, nlohmann::json payload,
-              EventMetadata metadata, ExecutionResult execution_result);
+  // Rvalue references: the factories hand over what they own, and each field is moved once
+  // (an event is built for every publish; EventMetadata alone is seven strings and a json).
+  DomainEvent(Passkey, std::string&& event_id, std::string&& event_name, nlohmann::json&& payload,
+              EventMetadata&& metadata, ExecutionResult&& execution_result);
   DomainEvent(const DomainEvent&) = delete;
   DomainEvent& operator=(const DomainEvent&) = delete;
 
