@@ -4,6 +4,7 @@
 //                     [--payloads 64,1024,16384] [--scale X]
 //   zmq_scenario4 send --mode M --endpoint EP [--bind 1] --payload BYTES --count N [--rate R]
 //   zmq_scenario4 recv --mode M --endpoint EP --payload BYTES --count N [--latency 1]
+//   zmq_scenario4 proxy --frontend EP --backend EP
 //
 // `run` is the driver: for every transport x payload x repetition it starts a receiving and a
 // sending process (this binary, `recv` and `send`) per mode, plus a real `herald proxy`
@@ -18,7 +19,10 @@
 //   herald  herald::ZmqPublisher (DomainEvent::create + send per event) -> herald::ZmqSubscriber
 //           (decode, validate, pattern match, dedup, gap tracking) with a callback
 // The driver runs `herald` twice: direct (publisher binds) and through `herald proxy` (publisher
-// connects to the proxy's frontend, subscriber to its backend).
+// connects to the proxy's frontend, subscriber to its backend); and `json` twice: direct, and
+// through a bare libzmq proxy (`zmq_scenario4 proxy`: XSUB -> zmq::proxy -> XPUB, no checks, no
+// counters), the baseline the herald proxy path is held against: on a two-core machine a third
+// process forwarding every message costs every system the same CPU.
 //
 // Payload: {"data": "xxx...", "sent_ns": "<20 digits>"}, padded so that its compact JSON is
 // exactly BYTES long. `sent_ns` is CLOCK_MONOTONIC in ns when the publisher starts building the
@@ -514,6 +518,24 @@ int run_recv(const Args& a) {
   return 0;
 }
 
+// ---------------------------------------------------------------- bare proxy
+// The baseline proxy: libzmq's own forwarder between an XSUB frontend and an XPUB backend, with
+// the same unlimited high-water marks the driver gives `herald proxy`. Runs until killed.
+int run_proxy(const Args& a) {
+  zmq::context_t context(1);
+  zmq::socket_t front(context, zmq::socket_type::xsub), back(context, zmq::socket_type::xpub);
+  for (auto* s : {&front, &back}) {
+    s->set(zmq::sockopt::sndhwm, 1'000'000'000);
+    s->set(zmq::sockopt::rcvhwm, 1'000'000'000);
+  }
+  front.bind(a.get("frontend"));
+  back.bind(a.get("backend"));
+  std::fprintf(stderr, "bare proxy: ready\n");
+  std::fflush(stderr);
+  zmq::proxy(front, back);
+  return 0;
+}
+
 // ---------------------------------------------------------------- driver
 struct Child {
   pid_t pid = -1;
@@ -670,21 +692,28 @@ struct Driver {
   // One measurement: returns the receiver's report plus the sender's (and proxy's) under keys.
   json measure(const std::string& transport, const std::string& path, const std::string& mode,
                std::size_t payload, std::size_t count, double rate, std::size_t window) {
-    const bool via_proxy = path == "proxy";
+    const bool herald_proxy = path == "proxy", bare_proxy = path == "bare_proxy";
+    const bool via_proxy = herald_proxy || bare_proxy;
     const std::string ack_ep = endpoint("ipc");
     std::string pub_ep = endpoint(transport), sub_ep = pub_ep, back_ep;
     std::unique_ptr<Child> proxy;
     if (via_proxy) {
       back_ep = endpoint(transport);
       sub_ep = back_ep;
-      proxy = spawn({herald_cli, "proxy", "--frontend", pub_ep, "--backend", back_ep, "--hwm",
-                     "1000000000"},
-                    2);
+      if (herald_proxy) {
+        proxy = spawn({herald_cli, "proxy", "--frontend", pub_ep, "--backend", back_ep, "--hwm",
+                       "1000000000"},
+                      2);
+      } else {
+        proxy = spawn({self, "proxy", "--frontend", pub_ep, "--backend", back_ep}, 2);
+      }
+      // herald proxy announces each of its two endpoints; the bare proxy says "ready" once.
+      const std::string marker = herald_proxy ? "herald proxy:" : "bare proxy: ready";
       int announced = 0;
-      while (announced < 2) {
+      while (announced < (herald_proxy ? 2 : 1)) {
         auto l = proxy->line(10'000);
-        if (!l) throw std::runtime_error("herald proxy did not start");
-        if (l->find("herald proxy:") != std::string::npos) ++announced;
+        if (!l) throw std::runtime_error(path + " did not start");
+        if (l->find(marker) != std::string::npos) ++announced;
       }
     }
     const std::string n = std::to_string(count), p = std::to_string(payload);
@@ -770,6 +799,7 @@ int run_driver(const Args& a) {
       {"raw", "raw", "direct"},
       {"json", "json", "direct"},
       {"herald", "herald", "direct"},
+      {"json_proxy", "json", "bare_proxy"},
       {"herald_proxy", "herald", "proxy"}};
   auto events_for = [&](std::size_t payload) {
     // About half a second of the slowest system per run on the reference machine (2 shared cores).
@@ -856,7 +886,7 @@ int run_driver(const Args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s run|send|recv [--key value]...\n", argv[0]);
+    std::fprintf(stderr, "usage: %s run|send|recv|proxy [--key value]...\n", argv[0]);
     return 2;
   }
   ::signal(SIGPIPE, SIG_IGN);
@@ -866,6 +896,7 @@ int main(int argc, char** argv) {
     if (cmd == "send") return run_send(a);
     if (cmd == "recv") return run_recv(a);
     if (cmd == "run") return run_driver(a);
+    if (cmd == "proxy") return run_proxy(a);
     std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
     return 2;
   } catch (const std::exception& e) {

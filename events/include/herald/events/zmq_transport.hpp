@@ -71,8 +71,11 @@ class ZmqPublisher : public Transport {
   /// Starts the I/O thread, binds or connects every endpoint; throws TransportError naming the
   /// endpoint (bad address, address in use, bad CURVE key). Calling it twice throws StateError.
   void start() override;
-  /// Queues the event for the I/O thread. Throws TransportError when not running or the queue is
-  /// full (counted as `queue_full`). Never blocks on the network.
+  /// Encodes the event's envelope on the calling thread (the event's own encoding is cached on
+  /// it) and queues the message for the I/O thread, which never holds the event. Throws
+  /// TransportError when not running or the queue is full (counted as `queue_full`); an event
+  /// over max_message_size is counted (`oversized`), logged and not sent. Never blocks on the
+  /// network.
   void send(const EventPtr& event) override;
   /// Sends what is queued, closes the socket with linger, joins the thread. Idempotent.
   void stop() override;
