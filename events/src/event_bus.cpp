@@ -54,9 +54,10 @@ inline void serial_add(std::atomic<std::uint64_t>& counter, std::uint64_t n) noe
 
 // One subscription's mailbox. Mutable fields are guarded by `mutex`, except: the handlers
 // (set once, read without a lock while running; in pool mode close_mailbox() releases them
-// once the mailbox is closed and idle, after which nothing reads them); `inline_mutex` (inline mode's per-subscription serialization); and the atomic
-// counters, which are written under `mutex` in pool mode and under `inline_mutex` in inline
-// mode (one writer at a time either way) and read lock-free.
+// once the mailbox is closed and idle, after which nothing reads them); `inline_mutex` (inline
+// mode's per-subscription serialization); and the atomic counters, which are written under
+// `mutex` in pool mode and under `inline_mutex` in inline mode (one writer at a time either
+// way) and read lock-free.
 struct Mailbox {
   std::uint64_t id = 0;
   std::string name;

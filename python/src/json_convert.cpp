@@ -42,7 +42,7 @@ std::string repr_of(PyObject* v) {
   return out;
 }
 
-// Appends `text` (a str) as UTF-8; false for a str that has no UTF-8 form (lone surrogates).
+// Sets `out` to the UTF-8 of `str`; false for a str that has no UTF-8 form (lone surrogates).
 bool utf8_of(PyObject* str, std::string& out) {
   Py_ssize_t size = 0;
   const char* text = PyUnicode_AsUTF8AndSize(str, &size);
