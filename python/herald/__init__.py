@@ -691,9 +691,11 @@ class EventBus:
 
     def _bind_publish(self) -> None:
         # publish() is the per-event call: the instance gets the native function itself, which
-        # saves a Python frame per event. A subclass that overrides publish keeps its override.
+        # saves a Python frame per event. A subclass that overrides publish keeps its override
+        # (and reaches the native function through super().publish).
+        self._publish = self._native.publish_function()
         if type(self).publish is EventBus.publish:
-            self.publish = self._native.publish_function()
+            self.publish = self._publish
 
     def subscribe(self, patterns: "str | Iterable[str]", handler: Optional[Callable[[DomainEvent], Any]] = None,
                   *, name: str = "", capacity: int = 10_000, overflow: str = "block",
@@ -724,7 +726,7 @@ class EventBus:
         """Builds the event (EventNameError for a bad name, TypeError naming the key path of a
         value that is not JSON serialisable) and routes it; returns it. On an inline bus every
         Python handler gets this same DomainEvent object (treat its payload dict as read-only)."""
-        return self._native.publish_function()(event_name, payload, metadata=metadata)
+        return self._publish(event_name, payload, metadata=metadata)
 
     def publish_event(self, event: DomainEvent) -> dict:
         return self._native.publish_event(event)

@@ -170,6 +170,15 @@ class InlineWrapperScope {
   PyObject* saved_wrapper_;
 };
 
+/// A new event from Python arguments (event_type.cpp): `payload` None means {}, `metadata` None
+/// means none; TypeError naming the key path of what is not JSON, EventNameError for the name.
+/// GIL held.
+EventPtr event_from_python(std::string name, const py::handle& payload, const py::handle& metadata);
+/// Routes an event published from Python: on an inline bus with the GIL held and with `wrapper`
+/// (the object the caller gets back) as the one every Python handler receives; otherwise with
+/// the GIL released (a full `block` mailbox may wait for room). GIL held on entry.
+PublishReport publish_from_python(EventBus& bus, const EventPtr& event, const py::handle& wrapper);
+
 /// herald.DomainEvent (event_type.cpp): a new wrapper for `event`. GIL held.
 py::object new_event_wrapper(EventPtr event);
 /// `obj` is a herald.DomainEvent.

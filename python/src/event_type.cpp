@@ -213,24 +213,11 @@ PyObject* bus_publish(PyObject* capsule, PyObject* const* args, Py_ssize_t nargs
     Py_ssize_t size = 0;
     const char* text = PyUnicode_AsUTF8AndSize(name_obj, &size);
     if (text == nullptr) throw py::error_already_set();
-    nlohmann::json p = payload == Py_None ? nlohmann::json::object() : to_json(payload, "payload");
-    EventMetadata meta;
-    if (metadata != Py_None) meta = EventMetadata::from_json(to_json(metadata, "metadata"));
-    EventPtr event = DomainEvent::create(std::string(text, static_cast<std::size_t>(size)), std::move(p),
-                                         std::move(meta));
-    const DomainEvent* raw = event.get();
+    EventPtr event = event_from_python(std::string(text, static_cast<std::size_t>(size)), payload, metadata);
     auto wrapper = py::reinterpret_steal<py::object>(new_event_object(event));
-    PublishReport report;
-    if ((*bus)->is_inline()) {
-      // Handlers run right here, on this Python thread, like a synchronous emitter: keeping the
-      // GIL saves a release and a re-acquire per Python handler, and they all get `wrapper`.
-      InlineWrapperScope same_wrapper(raw, wrapper.ptr());
-      report = (*bus)->publish(event);
-    } else {
-      py::gil_scoped_release nogil;  // a full `block` mailbox may wait for room
-      report = (*bus)->publish(event);
+    if (publish_from_python(**bus, event, wrapper).rejected) {
+      throw StateError("publish: the bus is closed (event '" + event->event_name() + "')");
     }
-    if (report.rejected) throw StateError("publish: the bus is closed (event '" + raw->event_name() + "')");
     return wrapper.release().ptr();
   });
 }
@@ -243,6 +230,24 @@ PyMethodDef bus_publish_def = {
     "that is not JSON serialisable) and routes it; returns it."};
 
 }  // namespace
+
+EventPtr event_from_python(std::string name, const py::handle& payload, const py::handle& metadata) {
+  nlohmann::json p = payload.is_none() ? nlohmann::json::object() : to_json(payload, "payload");
+  EventMetadata meta;
+  if (!metadata.is_none()) meta = EventMetadata::from_json(to_json(metadata, "metadata"));
+  return DomainEvent::create(std::move(name), std::move(p), std::move(meta));
+}
+
+PublishReport publish_from_python(EventBus& bus, const EventPtr& event, const py::handle& wrapper) {
+  if (bus.is_inline()) {
+    // Handlers run right here, on this Python thread, like a synchronous emitter: keeping the
+    // GIL saves a release and a re-acquire per Python handler, and they all get `wrapper`.
+    InlineWrapperScope same_wrapper(event.get(), wrapper.ptr());
+    return bus.publish(event);
+  }
+  py::gil_scoped_release nogil;
+  return bus.publish(event);
+}
 
 py::object new_event_wrapper(EventPtr event) { return py::reinterpret_steal<py::object>(new_event_object(std::move(event))); }
 

@@ -89,11 +89,8 @@ void bind_events(py::module_& m) {
   // herald.DomainEvent itself is event_type.cpp's; its constructors are ordinary functions.
   py::object event_type = m.attr("DomainEvent");
   event_type.attr("create") = py::staticmethod(py::cpp_function(
-      [](std::string name, py::object payload, py::object metadata) {
-        nlohmann::json p = payload.is_none() ? nlohmann::json::object() : to_json(payload, "payload");
-        EventMetadata meta;
-        if (!metadata.is_none()) meta = EventMetadata::from_json(to_json(metadata, "metadata"));
-        return new_event_wrapper(DomainEvent::create(std::move(name), std::move(p), std::move(meta)));
+      [](std::string name, const py::object& payload, const py::object& metadata) {
+        return new_event_wrapper(event_from_python(std::move(name), payload, metadata));
       },
       py::name("create"), py::arg("event_name"), py::arg("payload") = py::none(),
       py::arg("metadata") = py::none(),
@@ -254,15 +251,7 @@ void bind_events(py::module_& m) {
       .def(
           "publish_event",
           [](PyBus& self, const py::handle& e) {
-            EventPtr event = event_of(e, "publish_event");
-            PublishReport r;
-            if (self.bus->is_inline()) {
-              InlineWrapperScope same_wrapper(event.get(), e.ptr());
-              r = self.bus->publish(event);
-            } else {
-              py::gil_scoped_release nogil;
-              r = self.bus->publish(event);
-            }
+            const PublishReport r = publish_from_python(*self.bus, event_of(e, "publish_event"), e);
             py::dict d;
             d["matched"] = r.matched;
             d["delivered"] = r.delivered;

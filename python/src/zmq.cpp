@@ -106,8 +106,7 @@ void bind_zmq(py::module_& m) {
       .def(
           "publish",
           [](PyZmqPublisher& self, std::string name, const py::object& payload) {
-            nlohmann::json p = payload.is_none() ? nlohmann::json::object() : to_json(payload, "payload");
-            EventPtr event = DomainEvent::create(std::move(name), std::move(p));
+            EventPtr event = event_from_python(std::move(name), payload, py::none());
             {
               py::gil_scoped_release nogil;
               self.publisher->send(event);

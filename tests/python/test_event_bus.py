@@ -199,6 +199,10 @@ def test_inline_handlers_get_the_very_event_publish_returns():
         (got_outer, got_inner), = inner
         assert got_outer is outer and got_inner is not outer and got_inner.event_name == "a.c"
         assert seen[-1] is got_inner
+        # publish_event of an existing event hands the handlers that very object too
+        prebuilt = herald.DomainEvent.create("a.z")
+        assert bus.publish_event(prebuilt)["delivered"] == 2
+        assert seen[-2] is prebuilt and seen[-1] is prebuilt
 
 
 def test_domain_event_type_behaviour():
