@@ -36,7 +36,7 @@ for arg in "$@"; do
     *) targets+=("$arg") ;;
   esac
 done
-all_targets=(wire step_completion config pattern schema)
+all_targets=(wire json_codec step_completion config pattern schema)
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 for t in "${targets[@]}"; do
   [ -f "tests/fuzz/${t}_fuzz.cpp" ] || { echo "fuzz: unknown target '$t' (${all_targets[*]})" >&2; exit 2; }

@@ -5,6 +5,8 @@
 #include <herald/events/json_fields.hpp>
 #include <herald/events/pattern.hpp>
 
+#include "json_codec.hpp"
+
 #include <array>
 #include <charconv>
 #include <climits>
@@ -172,28 +174,8 @@ json DomainEvent::to_json() const {
 
 namespace {
 
-// Appends `value` as compact JSON, exactly as json::dump(-1, ' ', false, replace) would.
-void append_json(std::string& out, const json& value) {
-  nlohmann::detail::serializer<json> s(nlohmann::detail::output_adapter<char, std::string>(out), ' ',
-                                       json::error_handler_t::replace);
-  s.dump(value, /*pretty_print=*/false, /*ensure_ascii=*/false, 0);
-}
-
-// Appends `text` as a JSON string. Printable ASCII without '"' and '\\' (ids, names, timestamps)
-// is copied as is, which is what json's serializer writes for it; anything else goes through
-// the serializer (escapes, UTF-8 validation with replacement).
-void append_json_string(std::string& out, std::string_view text) {
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u > 0x7e || c == '"' || c == '\\') {
-      append_json(out, json(std::string(text)));
-      return;
-    }
-  }
-  out.push_back('"');
-  out.append(text);
-  out.push_back('"');
-}
+using detail::json_codec::append_json;         // exactly json::dump(-1, ' ', false, replace)
+using detail::json_codec::append_json_string;  // the same for one string
 
 void append_int(std::string& out, long long value) {
   char buf[24];

@@ -1,5 +1,7 @@
 #include <herald/events/json_fields.hpp>
 
+#include "json_codec.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -44,6 +46,15 @@ class BoundedDomParser : public nlohmann::detail::json_sax_dom_parser<json> {
 
 json parse_bounded(std::string_view text, TextFormat format, std::size_t max_depth) {
   json result;
+  if (format == TextFormat::json) {
+    // herald's own reader (json_codec.hpp: same values, strings copied in runs); json's
+    // parser only for what it leaves out and to word the error.
+    detail::json_codec::DomBuilder builder(result, max_depth);
+    if (detail::json_codec::read_json(text, builder) == detail::json_codec::ReadStatus::ok) {
+      return result;
+    }
+    result = json();
+  }
   BoundedDomParser sax(result, max_depth);
   try {
     json::sax_parse(text, &sax,

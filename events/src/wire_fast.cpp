@@ -1,9 +1,11 @@
 // One-pass decoding of the usual JSON envelope: a SAX handler that writes the wire header and the
 // event's typed fields directly, so that a received message is not first built into a JSON tree
 // (a node and a string per field) only to be copied into the event and thrown away. The payload
-// (and extra metadata keys) are built as JSON values by json's own DOM builder, exactly as the
-// general path builds them. Anything outside the usual shape gives up; see wire_fast.hpp.
+// (and extra metadata keys) are built as JSON values by json_codec's DOM builder, the same values
+// the general path builds. Anything outside the usual shape gives up; see wire_fast.hpp.
 #include "wire_fast.hpp"
+
+#include "json_codec.hpp"
 
 #include <herald/events/pattern.hpp>
 
@@ -20,7 +22,7 @@ namespace herald::detail {
 namespace {
 
 using nlohmann::json;
-using DomBuilder = nlohmann::detail::json_sax_dom_parser<json>;
+using DomBuilder = json_codec::DomBuilder;
 
 // Where the next key belongs.
 enum class Where : std::uint8_t { top, metadata, execution, error };
@@ -87,7 +89,7 @@ class Decoder {
  public:
   explicit Decoder(std::size_t max_depth) : max_depth_(max_depth) {}
 
-  // --- SAX interface (json::sax_parse). Returning false stops parsing: give up.
+  // --- SAX interface (json_codec::read_json). Returning false stops parsing: give up.
   bool null() {
     if (capturing()) return forward([](DomBuilder& b) { return b.null(); });
     if (skip_ > 0) return true;
@@ -305,10 +307,10 @@ class Decoder {
     return f(*builder_);
   }
 
-  // Starts building a container value into `target` with json's DOM builder.
+  // Starts building a container value into `target` (depth is bounded here, not there).
   template <class F>
   bool capture(json& target, F&& first) {
-    builder_.emplace(target, /*allow_exceptions=*/true);
+    builder_.emplace(target);
     capture_depth_ = 1;
     return first(*builder_);
   }
@@ -382,11 +384,9 @@ std::optional<WireMessage> decode_json_envelope_fast(std::string_view topic, std
                                                      std::size_t max_depth) noexcept {
   try {
     Decoder decoder(max_depth);
-    if (!json::sax_parse(body, &decoder, json::input_format_t::json, /*strict=*/true)) {
-      return std::nullopt;
-    }
+    if (json_codec::read_json(body, decoder) != json_codec::ReadStatus::ok) return std::nullopt;
     return decoder.finish(topic);
-  } catch (...) {  // syntax errors, numbers out of range, allocation failures: the general path
+  } catch (...) {  // allocation failures: the general path
     return std::nullopt;
   }
 }
