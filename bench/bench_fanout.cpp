@@ -3,6 +3,7 @@
 // bounded queue per subscriber with one consumer thread each, doing the same deliveries.
 //
 //  - BM_*Throughput: delivered events/s (items_per_second = events x subscribers).
+//  - BM_HeraldSpin*: the same with BusOptions::idle_spin = 50 us (the low-latency wait strategy).
 //  - BM_*Latency: publish-to-handler latency (steady_clock; the publish time sits in a side array
 //    indexed by sequence, and per-subscriber order maps the k-th call to sequence k) at half the
 //    saturating publish rate measured just before, in the same repetition. Counters p50_us,
@@ -53,9 +54,14 @@ struct alignas(64) Sink {
   }
 };
 
-class HeraldSystem {
+// herald with the default wait strategy (an idle dispatcher blocks), or with
+// BusOptions::idle_spin (the dispatcher that drained a mailbox watches it for kSpin first).
+template <bool Spin>
+class HeraldBusSystem {
  public:
-  explicit HeraldSystem(std::size_t subscribers) : sinks_(subscribers) {
+  static constexpr std::chrono::microseconds kSpin{50};
+  explicit HeraldBusSystem(std::size_t subscribers)
+      : sinks_(subscribers), bus_(herald::BusOptions{.idle_spin = Spin ? kSpin : std::chrono::microseconds{0}}) {
     for (std::size_t i = 0; i < subscribers; ++i) {
       herald::SubscribeOptions so;
       so.capacity = kCapacity;
@@ -68,9 +74,11 @@ class HeraldSystem {
 
  private:
   std::vector<Sink> sinks_;
-  herald::EventBus bus_{};  // dispatcher_threads = hardware_concurrency
+  herald::EventBus bus_;  // dispatcher_threads = hardware_concurrency
   std::vector<herald::Subscription> subs_;
 };
+using HeraldSystem = HeraldBusSystem<false>;
+using HeraldSpinSystem = HeraldBusSystem<true>;
 
 // The baseline: a bounded queue (mutex, two condition variables, std::deque) per subscriber.
 class BoundedQueue {
@@ -221,11 +229,15 @@ void latency(benchmark::State& state) {
 void BM_HeraldThroughput(benchmark::State& state) { throughput<HeraldSystem>(state); }
 void BM_QueueThroughput(benchmark::State& state) { throughput<QueueSystem>(state); }
 void BM_HeraldLatency(benchmark::State& state) { latency<HeraldSystem>(state); }
+void BM_HeraldSpinThroughput(benchmark::State& state) { throughput<HeraldSpinSystem>(state); }
+void BM_HeraldSpinLatency(benchmark::State& state) { latency<HeraldSpinSystem>(state); }
 void BM_QueueLatency(benchmark::State& state) { latency<QueueSystem>(state); }
 
 BENCHMARK(BM_HeraldThroughput)->Arg(1)->Arg(4)->Arg(16)->UseRealTime()->MinTime(0.3);
 BENCHMARK(BM_QueueThroughput)->Arg(1)->Arg(4)->Arg(16)->UseRealTime()->MinTime(0.3);
 BENCHMARK(BM_HeraldLatency)->Arg(1)->Arg(4)->Iterations(1)->UseRealTime();
+BENCHMARK(BM_HeraldSpinThroughput)->Arg(1)->Arg(4)->Arg(16)->UseRealTime()->MinTime(0.3);
+BENCHMARK(BM_HeraldSpinLatency)->Arg(1)->Arg(4)->Iterations(1)->UseRealTime();
 BENCHMARK(BM_QueueLatency)->Arg(1)->Arg(4)->Iterations(1)->UseRealTime();
 
 }  // namespace

@@ -152,6 +152,8 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
   std::deque<MailboxPtr> ready;
   std::atomic<std::size_t> ready_size{0};  // ready.size(), read without the lock
   bool pool_stopping = false;
+  std::atomic<bool> spinner{false};  // a dispatcher is in wait_for_more()
+  static constexpr std::chrono::nanoseconds kGatherWindow{1'000};
   std::vector<std::thread> threads;
   std::vector<std::thread::id> thread_ids;
 
@@ -404,7 +406,11 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     std::unique_lock lock(mb->mutex);
     mb->scheduled = false;
     while (true) {
-      if (mb->closed || mb->paused || mb->queue.empty()) break;
+      if (mb->closed || mb->paused) break;
+      if (mb->queue.empty()) {
+        if (!wait_for_more(*mb, lock)) break;
+        continue;
+      }
       const auto n = std::min(mb->queue.size(), options.batch_size);
       for (std::size_t i = 0; i < n; ++i) {
         batch.push_back(std::move(mb->queue.front()));
@@ -443,6 +449,50 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     mb->running = 0;
     mb->running_thread = {};
     mb->idle.notify_all();
+  }
+
+  // BusOptions::idle_spin. Called by run_batch with the mailbox drained and its lock held.
+  // Rather than giving the mailbox up at once, one dispatcher at a time keeps it (still
+  // `running`, so publishers only queue: no reschedule, no wake-up) and watches for its next
+  // event for up to idle_spin, until another mailbox waits, or the subscription is closed or
+  // paused. Returns with the lock held; true when events are queued again.
+  bool wait_for_more(Mailbox& mb, std::unique_lock<std::mutex>& lock) {
+    // Only as the mailbox's runner (after a batch): a mailbox that is not `running` can be
+    // scheduled again by a publisher, and two dispatchers must never run one subscription.
+    if (options.idle_spin.count() <= 0 || mb.running == 0 ||
+        ready_size.load(std::memory_order_relaxed) > 0) {
+      return false;
+    }
+    bool expected = false;
+    if (!spinner.compare_exchange_strong(expected, true, std::memory_order_acquire)) return false;
+    const auto seen = mb.received.load(std::memory_order_relaxed);
+    lock.unlock();
+    auto until = std::chrono::steady_clock::now() + options.idle_spin;
+    bool arrived = false;
+    for (unsigned i = 1;; ++i) {
+      const auto received = mb.received.load(std::memory_order_relaxed);
+      if (received != seen && !arrived) {
+        // The first event is here. Under a fast stream, taking each event the moment it lands
+        // would hand the mailbox lock back and forth with the publisher once per event; a
+        // moment's grace (kGatherWindow, or a full batch) lets the next few join it.
+        arrived = true;
+        until = std::chrono::steady_clock::now() + kGatherWindow;
+      }
+      if (arrived && received - seen >= options.batch_size) break;
+      if (ready_size.load(std::memory_order_relaxed) > 0 || mb.closed.load(std::memory_order_relaxed) ||
+          mb.paused.load(std::memory_order_relaxed)) {
+        break;
+      }
+      if ((i & 15) == 0 && std::chrono::steady_clock::now() >= until) break;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    spinner.store(false, std::memory_order_release);
+    lock.lock();
+    // Under the lock again: an event queued after the last look (while `running` kept its
+    // publisher from scheduling the mailbox) is seen here, never left behind.
+    return !mb.queue.empty();
   }
 
   // Runs one batch's handlers (no lock held) and counts the outcomes. Events handed back

@@ -565,3 +565,94 @@ TEST(EventBusInline, DrainAndStopWaitForAnInlineHandlerRunningOnAnotherThread) {
   publisher.join();
   EXPECT_TRUE(bus.publish(make("slow.two")).rejected);
 }
+
+// BusOptions::idle_spin: a dispatcher keeps a drained mailbox and watches for its next event.
+// What must not change: every event delivered once, in order per subscription, one handler call
+// at a time per subscription, and pause / unsubscribe still taking hold.
+TEST(EventBusIdleSpin, EveryEventArrivesOnceInOrderWithOneCallAtATimePerSubscription) {
+  EventBus bus({.dispatcher_threads = 3, .batch_size = 4, .idle_spin = 300us});
+  constexpr int kSubs = 4, kPublishers = 3, kPerPublisher = 3000;
+  struct Seen {
+    std::atomic<int> inside{0};
+    std::atomic<bool> overlapped{false};
+    std::mutex m;
+    std::map<int, int> last;  // publisher -> last sequence seen
+    std::atomic<int> out_of_order{0}, calls{0};
+  };
+  std::vector<std::unique_ptr<Seen>> seen;
+  std::vector<herald::Subscription> subs;
+  for (int s = 0; s < kSubs; ++s) {
+    seen.push_back(std::make_unique<Seen>());
+    Seen& mine = *seen.back();
+    subs.push_back(bus.subscribe({"spin.*"}, [&mine](const EventPtr& e) {
+      if (mine.inside.fetch_add(1) != 0) mine.overlapped = true;
+      const int n = e->payload().at("n").get<int>();
+      {
+        std::lock_guard lock(mine.m);
+        auto [it, first] = mine.last.emplace(n / 1'000'000, n);
+        if (!first) {
+          if (n <= it->second) ++mine.out_of_order;
+          it->second = n;
+        }
+      }
+      ++mine.calls;
+      mine.inside.fetch_sub(1);
+    }));
+  }
+  std::vector<std::thread> publishers;
+  for (int p = 0; p < kPublishers; ++p) {
+    publishers.emplace_back([&, p] {
+      for (int i = 0; i < kPerPublisher; ++i) {
+        bus.publish(make("spin.tick", p * 1'000'000 + i));
+        // Bursts and pauses longer than the spin: mailboxes are given up and taken again.
+        if (i % 500 == 499) std::this_thread::sleep_for(1ms);
+      }
+    });
+  }
+  for (auto& t : publishers) t.join();
+  ASSERT_TRUE(bus.drain(10s));
+  for (int s = 0; s < kSubs; ++s) {
+    EXPECT_EQ(seen[s]->calls.load(), kPublishers * kPerPublisher) << "subscription " << s;
+    EXPECT_EQ(seen[s]->out_of_order.load(), 0) << "subscription " << s;
+    EXPECT_FALSE(seen[s]->overlapped.load()) << "subscription " << s;
+    const auto st = subs[static_cast<std::size_t>(s)].stats();
+    EXPECT_EQ(st.handled, static_cast<std::uint64_t>(kPublishers * kPerPublisher));
+    expect_invariant(st);
+  }
+}
+
+TEST(EventBusIdleSpin, PauseAndUnsubscribeTakeHoldWhileADispatcherWatchesTheMailbox) {
+  // A long spin: the dispatcher is still watching the mailbox when pause() and unsubscribe()
+  // come, and must let go of it for them.
+  EventBus bus({.dispatcher_threads = 1, .idle_spin = 2s});
+  std::atomic<int> calls{0};
+  auto sub = bus.subscribe({"spin.*"}, [&](const EventPtr&) { ++calls; });
+  bus.publish(make("spin.first"));
+  ASSERT_TRUE(wait_for([&] { return calls.load() == 1; }));
+  sub.pause();
+  for (int i = 0; i < 5; ++i) bus.publish(make("spin.held", i));
+  std::this_thread::sleep_for(50ms);  // long enough for a wrongly running handler to show
+  EXPECT_EQ(calls.load(), 1) << "a paused subscription's handler ran";
+  sub.resume();
+  ASSERT_TRUE(wait_for([&] { return calls.load() == 6; }));
+  // Unsubscribe while the dispatcher watches (well within its 2 s): it returns at once, with the
+  // handler done for good, and stop() does not wait for the spin either.
+  const auto t0 = std::chrono::steady_clock::now();
+  sub.unsubscribe();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+  bus.publish(make("spin.after"));
+  const auto report = bus.stop(5s);
+  EXPECT_TRUE(report.drained);
+  EXPECT_EQ(calls.load(), 6);
+}
+
+TEST(EventBusIdleSpin, StopDoesNotWaitForAWatchingDispatcher) {
+  EventBus bus({.dispatcher_threads = 2, .idle_spin = 5s});
+  std::atomic<int> calls{0};
+  auto sub = bus.subscribe({"spin.*"}, [&](const EventPtr&) { ++calls; });
+  bus.publish(make("spin.one"));
+  ASSERT_TRUE(wait_for([&] { return calls.load() == 1; }));  // its dispatcher now watches
+  const auto report = bus.stop(5s);
+  EXPECT_TRUE(report.drained);
+  EXPECT_LT(report.duration, 1s) << "stop() waited for the idle spin";
+}
