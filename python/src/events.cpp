@@ -181,11 +181,16 @@ void bind_events(py::module_& m) {
       });
 
   py::class_<PyBus>(m, "_EventBus")
-      .def(py::init([](std::size_t threads, bool inline_dispatch, std::size_t batch_size, std::string name) {
+      .def(py::init([](std::size_t threads, bool inline_dispatch, std::size_t batch_size, std::string name,
+                       double idle_spin) {
+             if (!(idle_spin >= 0) || idle_spin > 1.0) {
+               throw py::value_error("idle_spin: expected seconds in [0, 1], got " + std::to_string(idle_spin));
+             }
              BusOptions options;
              options.dispatcher_threads = threads;
              options.inline_dispatch = inline_dispatch;
              options.batch_size = batch_size == 0 ? 1 : batch_size;
+             options.idle_spin = std::chrono::microseconds(static_cast<std::int64_t>(idle_spin * 1e6));
              options.name = std::move(name);
              options.on_dispatcher_start = [] { attach_thread_state(); };
              options.on_dispatcher_stop = [] { detach_thread_state(); };
@@ -193,7 +198,7 @@ void bind_events(py::module_& m) {
              return PyBus{std::shared_ptr<EventBus>(new EventBus(std::move(options)), ReleaseGilDelete<EventBus>{})};
            }),
            py::arg("dispatcher_threads") = 0, py::arg("inline") = false, py::arg("batch_size") = 64,
-           py::arg("name") = "bus")
+           py::arg("name") = "bus", py::arg("idle_spin") = 0.0)
       .def(
           "subscribe",
           [](PyBus& self, const py::object& patterns, const py::object& fn, const py::object& runner,

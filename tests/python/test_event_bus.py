@@ -408,3 +408,16 @@ def test_exception_hierarchy_and_messages():
     with pytest.raises(herald.UnknownValueError, match="overflow"):
         with herald.EventBus(1) as bus:
             bus.subscribe("e", print, overflow="sometimes")
+
+
+def test_idle_spin_delivers_every_event_in_order_and_rejects_bad_values():
+    with herald.EventBus(2, idle_spin=0.0005) as bus:
+        got = []
+        bus.subscribe("tick.*", lambda e: got.append(e.payload["n"]))
+        for n in range(2000):
+            bus.publish("tick.n", {"n": n})
+        assert bus.drain(10)
+        assert got == list(range(2000))
+    for bad in (-1, 2.0, float("nan")):
+        with pytest.raises(ValueError, match="idle_spin"):
+            herald.EventBus(1, idle_spin=bad)
