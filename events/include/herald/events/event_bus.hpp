@@ -118,8 +118,9 @@ struct BusOptions {
   /// a whole time slice, ~1 ms). > 0: the dispatcher that drained a mailbox keeps it and watches
   /// for its next event this long before giving it up (one dispatcher at a time, so at most one
   /// core). For steady low-latency streams: cross-thread p50 drops from microseconds to below
-  /// one, the p99 tail of wake-ups goes, at the price of smaller batches (saturated throughput
-  /// fell to about a third in bench/bench_fanout) and the spin's CPU after each burst.
+  /// one, the p99 tail of wake-ups shrinks, at the price of smaller batches (saturated
+  /// throughput fell to between a half and a third in bench/bench_fanout) and the spin's CPU
+  /// after each burst.
   std::chrono::microseconds idle_spin{0};
   /// Bound on cached per-name routing answers.
   std::size_t match_cache_capacity = 16'384;
