@@ -175,14 +175,8 @@ json DomainEvent::to_json() const {
 namespace {
 
 using detail::json_codec::append_json;         // exactly json::dump(-1, ' ', false, replace)
+using detail::json_codec::append_json_integer;
 using detail::json_codec::append_json_string;  // the same for one string
-
-void append_int(std::string& out, long long value) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-  (void)ec;
-  out.append(buf, end);
-}
 
 }  // namespace
 
@@ -214,9 +208,9 @@ const std::string& DomainEvent::json_text() const {
       out.append("null");
     }
     out.append(R"(,"max_retries":)");
-    append_int(out, r.max_retries);
+    append_json_integer(out, r.max_retries);
     out.append(R"(,"retry_count":)");
-    append_int(out, r.retry_count);
+    append_json_integer(out, r.retry_count);
     out.append(R"(,"retryable":)");
     out.append(r.retryable ? "true" : "false");
     out.append(R"(,"success":)");

@@ -73,14 +73,6 @@ void write_string(std::string& out, std::string_view text, Fallback& fallback) {
   out.push_back('"');
 }
 
-template <class Int>
-void write_integer(std::string& out, Int value) {
-  char buf[24];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-  (void)ec;  // 24 bytes hold every 64-bit integer
-  out.append(buf, end);
-}
-
 // Recursion depth is the value's own nesting, as in json::dump.
 void write_value(std::string& out, const json& value, Fallback& fallback) {
   switch (value.type()) {
@@ -114,10 +106,10 @@ void write_value(std::string& out, const json& value, Fallback& fallback) {
       write_string(out, value.get_ref<const std::string&>(), fallback);
       return;
     case json::value_t::number_unsigned:
-      write_integer(out, value.get<std::uint64_t>());
+      append_json_integer(out, value.get<std::uint64_t>());
       return;
     case json::value_t::number_integer:
-      write_integer(out, value.get<std::int64_t>());
+      append_json_integer(out, value.get<std::int64_t>());
       return;
     case json::value_t::boolean:
       out.append(value.get<bool>() ? "true" : "false");

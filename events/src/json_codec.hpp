@@ -439,4 +439,13 @@ void append_json(std::string& out, const json& value);
 /// Appends `text` as a JSON string, exactly as append_json(out, json(text)) would.
 void append_json_string(std::string& out, std::string_view text);
 
+/// Appends a JSON integer (decimal, as json writes it).
+template <class Int>
+void append_json_integer(std::string& out, Int value) {
+  char buf[24];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  (void)ec;  // 24 bytes hold every 64-bit integer
+  out.append(buf, end);
+}
+
 }  // namespace herald::detail::json_codec

@@ -1,6 +1,7 @@
 // Wire codec: splicing encoder and never-throwing decoder (docs/wire-format.md).
 #include <herald/events/wire.hpp>
 
+#include "json_codec.hpp"
 #include "wire_fast.hpp"
 
 #include <herald/events/enums.hpp>
@@ -144,7 +145,8 @@ std::string encode_envelope(const DomainEvent& event, WireEncoding encoding,
 
 std::string encode_envelope(const DomainEvent& event, WireEncoding encoding,
                             const WireHeader& header) {
-  const std::string id = json(header.publisher_id).dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string id;
+  detail::json_codec::append_json_string(id, header.publisher_id);
   return encode_envelope(event, encoding, id, header.seq, header.name_seq);
 }
 
