@@ -33,7 +33,26 @@ nlohmann::json SubscriptionStats::to_json() const {
   return {{"name", name},         {"patterns", patterns},     {"received", received},
           {"handled", handled},   {"failed", failed},         {"dropped", dropped},
           {"in_flight", in_flight}, {"slow", slow},           {"queue_depth", queue_depth},
+          {"overcommitted", overcommitted},
           {"paused", paused},     {"last_error", last_error}};
+}
+
+namespace {
+std::atomic<void* (*)() noexcept> g_release_hook{nullptr};
+std::atomic<void (*)(void*) noexcept> g_reacquire_hook{nullptr};
+}  // namespace
+
+void set_blocking_hooks(BlockingHooks hooks) noexcept {
+  g_release_hook.store(hooks.release);
+  g_reacquire_hook.store(hooks.reacquire);
+}
+
+BlockingScope::BlockingScope() noexcept {
+  if (auto release = g_release_hook.load(std::memory_order_acquire)) token_ = release();
+}
+
+BlockingScope::~BlockingScope() {
+  if (auto reacquire = g_reacquire_hook.load(std::memory_order_acquire)) reacquire(token_);
 }
 
 nlohmann::json BusStats::to_json() const {
@@ -46,18 +65,82 @@ nlohmann::json BusStats::to_json() const {
 
 namespace detail {
 
+// How many herald handlers (inline or pool, any bus) are running on this thread, nested. A
+// thread inside a handler never waits for an inline gate held by another thread (see
+// EventBus's locking contract): it hands the event over instead.
+thread_local int t_handler_depth = 0;
+
+struct HandlerScope {
+  HandlerScope() noexcept { ++t_handler_depth; }
+  ~HandlerScope() { --t_handler_depth; }
+  HandlerScope(const HandlerScope&) = delete;
+  HandlerScope& operator=(const HandlerScope&) = delete;
+};
+
 // Adds to a counter that has one writer at a time (the writers are serialized by a mutex): a
 // load and a store, no read-modify-write. Readers may load it at any time.
 inline void serial_add(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept {
   counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_release);
 }
 
+// Inline mode's per-subscription serialization (EventBus's locking contract). One thread at a
+// time holds the gate; it may re-enter (depth). Events handed over by threads that must not
+// wait (they are inside a handler themselves) queue in `handoff`; the holder runs them before
+// it lets the gate go, and a hand-off that finds the gate free a moment later takes the gate
+// and runs them itself, so none is left behind.
+struct InlineGate {
+  std::mutex mutex;                       // held by the owner for its outermost call
+  std::atomic<std::thread::id> owner{};   // written by the owner only
+  int depth = 0;                          // owner only
+  std::mutex handoff_mutex;
+  std::deque<EventPtr> handoff;           // guarded by handoff_mutex
+  std::atomic<std::size_t> handoff_size{0};
+
+  bool owned_here() const noexcept { return owner.load(std::memory_order_relaxed) == std::this_thread::get_id(); }
+  // Enters if free or already ours; false if another thread holds it.
+  bool try_enter() noexcept {
+    if (owned_here()) {
+      ++depth;
+      return true;
+    }
+    if (!mutex.try_lock()) return false;
+    owner.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    depth = 1;
+    return true;
+  }
+  // Waits for the gate (the caller is not its owner). In a BlockingScope: a Python thread
+  // drops the GIL while it waits.
+  void enter_blocking() {
+    {
+      BlockingScope waiting;
+      mutex.lock();
+    }
+    owner.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    depth = 1;
+  }
+  // Leaves one level; true when this was the outermost (the caller must then run the
+  // hand-offs through BusCore::leave_gate).
+  bool leave_level() noexcept { return --depth == 0; }
+  void unlock() noexcept {
+    owner.store(std::thread::id{}, std::memory_order_relaxed);
+    mutex.unlock();
+  }
+  EventPtr take_handoff() {
+    std::lock_guard lock(handoff_mutex);
+    if (handoff.empty()) return nullptr;
+    EventPtr e = std::move(handoff.front());
+    handoff.pop_front();
+    handoff_size.store(handoff.size(), std::memory_order_release);
+    return e;
+  }
+};
+
 // One subscription's mailbox. Mutable fields are guarded by `mutex`, except: the handlers
 // (set once, read without a lock while running; in pool mode close_mailbox() releases them
-// once the mailbox is closed and idle, after which nothing reads them); `inline_mutex` (inline
-// mode's per-subscription serialization); and the atomic counters, which are written under
-// `mutex` in pool mode and under `inline_mutex` in inline mode (one writer at a time either
-// way) and read lock-free.
+// once the mailbox is closed and idle, after which nothing reads them); `gate` (inline mode);
+// and the atomic counters, which are written under `mutex` in pool mode and by the gate's
+// holder in inline mode (one writer at a time either way; `received` is added to atomically
+// inline, where hand-offs count it too) and read lock-free.
 struct Mailbox {
   std::uint64_t id = 0;
   std::string name;
@@ -78,8 +161,9 @@ struct Mailbox {
   std::size_t blocked_publishers = 0;
   std::atomic<std::uint64_t> received{0}, handled{0}, failed{0}, dropped{0};
   std::uint64_t slow = 0;
+  std::uint64_t overcommitted = 0;
   std::string last_error;
-  std::recursive_mutex inline_mutex;
+  InlineGate gate;
 
   SubscriptionStats stats_locked() const {
     SubscriptionStats s;
@@ -93,7 +177,8 @@ struct Mailbox {
     s.received = received.load(std::memory_order_acquire);
     s.in_flight = s.received - s.handled - s.failed - s.dropped;
     s.slow = slow;
-    s.queue_depth = queue.size();
+    s.overcommitted = overcommitted;
+    s.queue_depth = queue.size() + gate.handoff_size.load(std::memory_order_acquire);
     s.paused = paused;
     s.last_error = last_error;
     return s;
@@ -129,18 +214,22 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
   // unsubscribe. The publish hot path costs two atomic read-modify-writes instead of a shared
   // lock and two reference-count round trips.
   //
-  // `activity` packs the readers (bits 0-15: publishes in progress, nested ones included) with
-  // the count of accepted publishes (bits 16-63), so that leaving the read section and counting
+  // `activity` packs the readers (bits 0-23: publishes in progress, nested ones included) with
+  // the count of accepted publishes (bits 24-63), so that leaving the read section and counting
   // the publish is one atomic add instead of two: perf showed the three lock-prefixed adds of
-  // the old enter/count/leave as most of an inline publish's own time. The published count
-  // wraps after 2^48 (about 160 days at 20 million publishes per second).
+  // the old enter/count/leave as most of an inline publish's own time. Readers are checked
+  // against kReaderLimit on entry (a publish beyond it is rejected, never wraps into the
+  // count; 16 bits could be reached by 65,536 nested inline publishes on a big stack); the
+  // published count wraps after 2^40 (a statistic only).
+  static constexpr unsigned kReaderBits = 24;
   static constexpr std::uint64_t kReaderOne = 1;
-  static constexpr std::uint64_t kPublishedOne = std::uint64_t{1} << 16;
+  static constexpr std::uint64_t kPublishedOne = std::uint64_t{1} << kReaderBits;
   static constexpr std::uint64_t kReaderMask = kPublishedOne - 1;
+  static constexpr std::uint64_t kReaderLimit = kReaderMask / 2;
   std::atomic<const Routes*> routes{nullptr};
   std::atomic<std::uint64_t> activity{0};
   std::uint64_t readers() const noexcept { return activity.load() & kReaderMask; }
-  std::uint64_t published() const noexcept { return activity.load() >> 16; }
+  std::uint64_t published() const noexcept { return activity.load() >> kReaderBits; }
   std::atomic<std::uint64_t> retired_seq{0};     // written under routes_mutex
   std::atomic<std::uint64_t> reclaimed_upto{0};  // written under retired_mutex
   std::mutex retired_mutex;
@@ -157,8 +246,9 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
   std::vector<std::thread> threads;
   std::vector<std::thread::id> thread_ids;
 
-  // Pool mode: events queued or running, all mailboxes; drain() waits for zero. (Inline mode
-  // has no queue: there drain() waits for `readers`, the publishes in progress.)
+  // Pool mode: events queued or running, all mailboxes; drain() waits for zero and for the
+  // publishes in progress (`readers`). Inline mode has no queue: a publish in progress runs
+  // its handlers (and the gate holders their hand-offs) before it ends.
   std::atomic<std::int64_t> pending{0};
   std::atomic<int> drain_waiters{0};
   std::mutex idle_mutex;
@@ -169,6 +259,7 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
   std::atomic<std::uint64_t> unmatched{0}, rejected{0};
   RateLimiter drop_log{10, std::chrono::seconds(1)};
   RateLimiter error_log{10, std::chrono::seconds(1)};
+  RateLimiter overcommit_log{1, std::chrono::seconds(10)};
 
   void add_pending(std::int64_t n) { pending.fetch_add(n, std::memory_order_relaxed); }
   void remove_pending(std::int64_t n) {
@@ -185,15 +276,19 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
   // A publisher's registration as a reader of `routes` (see above).
   class ReadSection {
    public:
-    explicit ReadSection(BusCore& core) noexcept : core_(core) { core_.activity.fetch_add(kReaderOne); }
+    explicit ReadSection(BusCore& core) noexcept
+        : core_(core), overflow_((core_.activity.fetch_add(kReaderOne) & kReaderMask) >= kReaderLimit) {}
     ~ReadSection() { core_.leave_read_section(accepted_); }
     ReadSection(const ReadSection&) = delete;
     ReadSection& operator=(const ReadSection&) = delete;
     /// Counts this publish as accepted when the section ends.
     void accept() noexcept { accepted_ = true; }
+    /// Too many publishes in progress (kReaderLimit): this one must be rejected.
+    bool overflow() const noexcept { return overflow_; }
 
    private:
     BusCore& core_;
+    bool overflow_;
     bool accepted_ = false;
   };
 
@@ -205,7 +300,9 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     const auto before = activity.fetch_add(accepted ? kPublishedOne - kReaderOne : ~std::uint64_t{0});
     if ((before & kReaderMask) != 1) return;
     if (seq > reclaimed_upto.load(std::memory_order_relaxed)) reclaim(seq);
-    if (inline_mode && drain_waiters.load() > 0) {
+    // drain() waits for the publishes in progress too (in pool mode, one may be about to
+    // enqueue). seq_cst on both sides: either we see the waiter or it sees readers == 0.
+    if (drain_waiters.load() > 0) {
       std::lock_guard lock(idle_mutex);
       idle_cv.notify_all();
     }
@@ -301,7 +398,7 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
 
   // Pool mode: put the event in the mailbox per its overflow policy. Returns true if queued;
   // counts an older event displaced to make room (drop_oldest) in report.displaced.
-  bool enqueue(const MailboxPtr& mb, const EventPtr& event, PublishReport& report) {
+  bool enqueue(const MailboxPtr& mb, const EventPtr& event, PublishWait wait, PublishReport& report) {
     std::unique_lock lock(mb->mutex);
     if (mb->closed) return false;
     serial_add(mb->received, 1);
@@ -317,20 +414,34 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
           mb->queue.pop_front();
           serial_add(mb->dropped, 1);
           ++report.displaced;
-          remove_pending(1);
           mb->queue.push_back(event);
+          // The new event's count before the old one's goes: pending never passes through 0
+          // here, so a concurrent drain() cannot return with an event queued.
           add_pending(1);
+          remove_pending(1);
           maybe_schedule_locked(mb, lock);
           if (lock.owns_lock()) lock.unlock();  // never log under the mailbox lock
           log_drop(*mb, *oldest, "mailbox full (drop_oldest)");
           return true;
         }
         case OverflowPolicy::block: {
-          ++mb->blocked_publishers;
-          const bool room = mb->not_full.wait_for(lock, mb->options.block_timeout, [&] {
-            return mb->closed || mb->queue.size() < mb->options.capacity;
-          });
-          --mb->blocked_publishers;
+          if (wait == PublishWait::overcommit) {
+            ++mb->overcommitted;
+            const auto depth = mb->queue.size() + 1;
+            mb->queue.push_back(event);
+            add_pending(1);
+            maybe_schedule_locked(mb, lock);
+            if (lock.owns_lock()) lock.unlock();
+            log_overcommit(*mb, *event, depth);
+            return true;
+          }
+          if (wait == PublishWait::drop) {
+            serial_add(mb->dropped, 1);
+            lock.unlock();
+            log_drop(*mb, *event, "mailbox full and the publisher may not wait");
+            return false;
+          }
+          const bool room = wait_for_room(*mb, lock);
           if (!room || mb->closed) {
             serial_add(mb->dropped, 1);
             lock.unlock();
@@ -348,6 +459,42 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     return true;
   }
 
+  // Block policy: waits (up to block_timeout) until the mailbox has room or is closed. The wait
+  // itself runs in a BlockingScope with the mailbox lock released around the scope's edges,
+  // so a Python thread drops the GIL first and takes it back holding no herald lock. Called
+  // and returns with `lock` held; true when there is room.
+  bool wait_for_room(Mailbox& mb, std::unique_lock<std::mutex>& lock) {
+    const auto deadline = std::chrono::steady_clock::now() + mb.options.block_timeout;
+    const auto ready = [&] { return mb.closed || mb.queue.size() < mb.options.capacity; };
+    ++mb.blocked_publishers;
+    bool room = ready();
+    while (!room) {
+      lock.unlock();
+      {
+        BlockingScope waiting;
+        std::unique_lock relock(mb.mutex);
+        room = mb.not_full.wait_until(relock, deadline, ready);
+      }
+      lock.lock();
+      if (!room) break;
+      room = ready();  // another publisher may have taken the room meanwhile
+    }
+    --mb.blocked_publishers;
+    return room;
+  }
+
+  void log_overcommit(const Mailbox& mb, const DomainEvent& event, std::size_t depth) {
+    std::uint64_t suppressed = 0;
+    if (overcommit_log.allow(&suppressed)) {
+      logger()->warn(
+          "subscriber '{}' mailbox is full (capacity {}) and the publisher of event_name={} may not "
+          "wait (an event loop's own thread): queued beyond capacity ({} queued); await "
+          "publish_async() to wait for room instead{}",
+          mb.name, mb.options.capacity, event.event_name(), depth,
+          suppressed ? fmt::format(" ({} similar messages suppressed)", suppressed) : "");
+    }
+  }
+
   void maybe_schedule_locked(const MailboxPtr& mb, std::unique_lock<std::mutex>& lock) {
     if (!mb->scheduled && !mb->running && !mb->paused && !mb->closed) {
       mb->scheduled = true;
@@ -362,6 +509,7 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     const auto start = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     bool ok = true;
     try {
+      HandlerScope in_handler;
       mb.handler(event);
     } catch (const HandlerFailure& e) {
       ok = false;  // already reported by the adapter
@@ -503,6 +651,7 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     if (mb.batch_handler) {
       outcomes.assign(batch.size(), HandleOutcome::handled);
       try {
+        HandlerScope in_handler;
         mb.batch_handler(std::span<const EventPtr>(batch), std::span<HandleOutcome>(outcomes));
       } catch (const std::exception& e) {
         last_error = e.what();
@@ -570,18 +719,35 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     }
   }
 
-  // Inline mode: the handler runs here, serialized per subscription by inline_mutex (which
-  // also guards the counters here and is what close_mailbox() waits on). No other lock is taken
-  // unless the handler fails.
+  // Inline mode (EventBus's locking contract): the handler runs on this thread under the
+  // subscription's gate. A thread inside a handler never waits for a gate another thread holds:
+  // it hands the event over.
   void deliver_inline(Mailbox& mb, const EventPtr& event, PublishReport& report) {
-    std::lock_guard serial(mb.inline_mutex);
     if (mb.closed.load(std::memory_order_acquire)) return;
-    serial_add(mb.received, 1);
+    if (!mb.gate.try_enter()) {
+      if (t_handler_depth > 0) {
+        hand_off(mb, event);
+        ++report.delivered;
+        return;
+      }
+      mb.gate.enter_blocking();
+    }
+    if (!mb.closed.load(std::memory_order_acquire)) {
+      mb.received.fetch_add(1, std::memory_order_acq_rel);
+      ++report.delivered;
+      if (!run_inline(mb, event)) ++report.failed;
+    }
+    leave_gate(mb);
+  }
+
+  // Runs one event's handler under the gate and counts its outcome; true when handled.
+  bool run_inline(Mailbox& mb, const EventPtr& event) {
     std::string error;
     bool ok;
     if (mb.batch_handler) {
       HandleOutcome outcome = HandleOutcome::handled;
       try {
+        HandlerScope in_handler;
         mb.batch_handler(std::span<const EventPtr>(&event, 1), std::span<HandleOutcome>(&outcome, 1));
       } catch (const std::exception& e) {
         outcome = HandleOutcome::failed;
@@ -594,7 +760,6 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     } else {
       ok = invoke_one(mb, event, error);
     }
-    ++report.delivered;
     if (ok) {
       serial_add(mb.handled, 1);
     } else {
@@ -603,7 +768,39 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
         mb.last_error = error.empty() ? "batch handler reported a failure" : error;
       }
       serial_add(mb.failed, 1);
-      ++report.failed;
+    }
+    return ok;
+  }
+
+  // Queues the event for the gate's holder. If the gate came free meanwhile (its holder may
+  // have looked at the hand-offs just before this one landed), take it and run them here.
+  void hand_off(Mailbox& mb, const EventPtr& event) {
+    {
+      std::lock_guard lock(mb.gate.handoff_mutex);
+      mb.received.fetch_add(1, std::memory_order_acq_rel);
+      mb.gate.handoff.push_back(event);
+      mb.gate.handoff_size.store(mb.gate.handoff.size(), std::memory_order_release);
+    }
+    if (mb.gate.try_enter()) leave_gate(mb);
+  }
+
+  // Leaves one level of the gate. The outermost level first runs what was handed over, then
+  // lets the gate go, and takes it back if a hand-off landed in between (someone always runs
+  // it: either the holder sees it here, or the hand-off sees the gate free).
+  void leave_gate(Mailbox& mb) {
+    if (!mb.gate.leave_level()) return;
+    while (true) {
+      mb.gate.depth = 1;  // handed-over events run at level 1, like a publish of our own
+      while (EventPtr next = mb.gate.take_handoff()) {
+        if (mb.closed.load(std::memory_order_acquire)) {
+          serial_add(mb.dropped, 1);
+          continue;
+        }
+        run_inline(mb, next);
+      }
+      mb.gate.depth = 0;
+      mb.gate.unlock();
+      if (mb.gate.handoff_size.load(std::memory_order_acquire) == 0 || !mb.gate.try_enter()) return;
     }
   }
 
@@ -632,9 +829,13 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
         released_batch_handler = std::move(mb->batch_handler);
       }
     }
-    // Inline mode: a handler running on another thread holds inline_mutex; taking it waits for
-    // that call to end. From inside the handler itself the (recursive) lock is ours already.
-    if (inline_mode) std::lock_guard wait(mb->inline_mutex);
+    // Inline mode: a handler running on another thread holds the gate; taking it waits for
+    // that call (and its hand-offs) to end, after which nothing runs the handler again. From
+    // inside the handler itself the gate is ours already. Hand-offs still queued are dropped.
+    if (inline_mode) {
+      if (!mb->gate.try_enter()) mb->gate.enter_blocking();
+      leave_gate(*mb);
+    }
     remove_pending(discarded);
   }
 
@@ -649,6 +850,69 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     }
     reclaim_if_quiet();
     close_mailbox(mb);
+  }
+
+  // Waits until no event is queued or running and no publish is in progress.
+  bool wait_idle(std::chrono::milliseconds timeout) {
+    BlockingScope waiting;
+    drain_waiters.fetch_add(1);
+    bool idle;
+    {
+      std::unique_lock lock(idle_mutex);
+      idle = idle_cv.wait_for(lock, timeout, [&] {
+        return readers() == 0 && (inline_mode || pending.load() <= 0);
+      });
+    }
+    drain_waiters.fetch_sub(1);
+    return idle;
+  }
+
+  // stop(): refuses new events, drains within `timeout`, drops what is left (counted), stops
+  // the pool and hands each dispatcher thread to `finish` (join, or detach for the caller's
+  // own thread). Once; later calls return an empty report.
+  template <typename Finish>
+  StopReport shut_down(std::chrono::milliseconds timeout, Finish finish) {
+    StopReport report;
+    if (stop_done.exchange(true)) return report;
+    const auto start = std::chrono::steady_clock::now();
+    closed.store(true, std::memory_order_release);
+    report.drained = wait_idle(timeout);
+
+    // Whatever is still queued after the deadline is dropped and counted.
+    std::vector<MailboxPtr> all;
+    {
+      std::lock_guard lock(routes_mutex);
+      all = mailboxes;
+    }
+    for (const auto& mb : all) {
+      std::int64_t discarded = 0;
+      {
+        std::lock_guard lock(mb->mutex);
+        discarded = static_cast<std::int64_t>(mb->queue.size());
+        serial_add(mb->dropped, mb->queue.size());
+        mb->queue.clear();
+        mb->closed = true;
+        mb->not_full.notify_all();
+      }
+      report.undelivered += static_cast<std::uint64_t>(discarded);
+      remove_pending(discarded);
+    }
+    {
+      std::lock_guard lock(ready_mutex);
+      pool_stopping = true;
+    }
+    ready_cv.notify_all();
+    {
+      BlockingScope waiting;
+      for (auto& t : threads) finish(t);
+    }
+    report.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    if (report.undelivered > 0) {
+      logger()->warn("{}: stopped with {} undelivered events (drain deadline {} ms)",
+                     options.name, report.undelivered, timeout.count());
+    }
+    return report;
   }
 
   static Subscription make_subscription(const std::shared_ptr<BusCore>& core,
@@ -670,61 +934,88 @@ Subscription::Subscription(std::weak_ptr<detail::BusCore> core,
                            std::shared_ptr<detail::Mailbox> mailbox)
     : core_(std::move(core)), mailbox_(std::move(mailbox)) {}
 
+Subscription::Subscription(Subscription&& other) noexcept {
+  std::lock_guard lock(other.mutex_);
+  core_ = std::move(other.core_);
+  mailbox_ = std::move(other.mailbox_);
+}
+
 Subscription::~Subscription() { unsubscribe(); }
 
 Subscription& Subscription::operator=(Subscription&& other) noexcept {
   if (this != &other) {
     unsubscribe();
-    core_ = std::move(other.core_);
-    mailbox_ = std::move(other.mailbox_);
+    std::weak_ptr<detail::BusCore> core;
+    std::shared_ptr<detail::Mailbox> mailbox;
+    {
+      std::lock_guard lock(other.mutex_);
+      core = std::move(other.core_);
+      mailbox = std::move(other.mailbox_);
+    }
+    std::shared_ptr<detail::Mailbox> replaced;  // released outside the lock
+    std::lock_guard lock(mutex_);
+    core_ = std::move(core);
+    replaced = std::exchange(mailbox_, std::move(mailbox));
   }
   return *this;
 }
 
+std::pair<std::weak_ptr<detail::BusCore>, std::shared_ptr<detail::Mailbox>> Subscription::links() const {
+  std::lock_guard lock(mutex_);
+  return {core_, mailbox_};
+}
+
 void Subscription::unsubscribe() {
-  // The mailbox is kept so that stats() still reports the final counters (including what this
-  // unsubscribe dropped); only the link to the bus goes.
-  auto core = core_.lock();
-  core_.reset();
-  if (mailbox_ && core) core->unsubscribe(mailbox_);
+  // The links stay: the mailbox so that stats() still reports the final counters (including
+  // what this unsubscribe dropped), the bus so that a concurrent second caller also waits for
+  // a running handler before it returns (BusCore::unsubscribe is idempotent).
+  auto [weak_core, mailbox] = links();
+  auto core = weak_core.lock();
+  if (mailbox && core) core->unsubscribe(mailbox);
 }
 
 void Subscription::release() noexcept {
-  mailbox_.reset();
-  core_.reset();
+  std::weak_ptr<detail::BusCore> core;
+  std::shared_ptr<detail::Mailbox> mailbox;
+  std::lock_guard lock(mutex_);
+  core = std::exchange(core_, {});
+  mailbox = std::exchange(mailbox_, {});
 }
 
 bool Subscription::active() const noexcept {
-  if (!mailbox_ || core_.expired()) return false;  // never subscribed, unsubscribed, or bus gone
-  std::lock_guard lock(mailbox_->mutex);
-  return !mailbox_->closed;
+  auto [core, mailbox] = links();
+  if (!mailbox || core.expired()) return false;  // never subscribed, released, or bus gone
+  std::lock_guard lock(mailbox->mutex);
+  return !mailbox->closed;
 }
 
-const std::string& Subscription::name() const noexcept {
-  static const std::string empty;
-  return mailbox_ ? mailbox_->name : empty;
+std::string Subscription::name() const {
+  auto mailbox = links().second;
+  return mailbox ? mailbox->name : std::string();
 }
 
 SubscriptionStats Subscription::stats() const {
-  if (!mailbox_) return {};
-  std::lock_guard lock(mailbox_->mutex);
-  return mailbox_->stats_locked();
+  auto mailbox = links().second;
+  if (!mailbox) return {};
+  std::lock_guard lock(mailbox->mutex);
+  return mailbox->stats_locked();
 }
 
 void Subscription::pause() {
-  if (!mailbox_) return;
-  std::lock_guard lock(mailbox_->mutex);
-  mailbox_->paused = true;
+  auto mailbox = links().second;
+  if (!mailbox) return;
+  std::lock_guard lock(mailbox->mutex);
+  mailbox->paused = true;
 }
 
 void Subscription::resume() {
-  if (!mailbox_) return;
-  auto core = core_.lock();
-  if (!core) return;
-  std::unique_lock lock(mailbox_->mutex);
-  if (!mailbox_->paused) return;
-  mailbox_->paused = false;
-  if (!core->inline_mode) core->maybe_schedule_locked(mailbox_, lock);
+  auto [weak_core, mailbox] = links();
+  auto core = weak_core.lock();
+  if (!mailbox || !core) return;
+  std::unique_lock lock(mailbox->mutex);
+  if (!mailbox->paused) return;
+  mailbox->paused = false;
+  if (!core->inline_mode) core->maybe_schedule_locked(mailbox, lock);
 }
 
 // ---------------------------------------------------------------------------- EventBus
@@ -740,17 +1031,38 @@ EventBus::EventBus(BusOptions options) : core_(std::make_shared<detail::BusCore>
     const auto n = core_->options.dispatcher_threads;
     core_->threads.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
-      core_->threads.emplace_back([core = core_.get()] { core->dispatcher_main(); });
+      // Each dispatcher keeps the core alive: a bus destroyed from inside one of its handlers
+      // lets that thread finish its batch on a live core (see ~EventBus).
+      core_->threads.emplace_back([core = core_] { core->dispatcher_main(); });
       core_->thread_ids.push_back(core_->threads.back().get_id());
     }
   }
 }
 
 EventBus::~EventBus() {
+  auto& core = *core_;
+  if (core.on_dispatcher_thread()) {
+    // Destroyed from inside one of our own handlers: this thread cannot join itself, and a
+    // drain would wait for the batch it is in. Stop without draining, join the others, and let
+    // this thread finish its handler and leave (it holds a reference to the core).
+    const auto self = std::this_thread::get_id();
+    logger()->warn("{}: destroyed from one of its own dispatcher threads; stopping without draining",
+                   core.options.name);
+    const auto report = core.shut_down(std::chrono::milliseconds(0), [&](std::thread& t) {
+      if (t.get_id() == self) {
+        t.detach();
+      } else if (t.joinable()) {
+        t.join();
+      }
+    });
+    (void)report;
+    return;
+  }
   try {
-    stop();
+    const auto report = stop();
+    (void)report;  // stop() logs what it could not deliver
   } catch (const std::exception& e) {
-    logger()->error("{}: error while stopping: {}", core_->options.name, e.what());
+    logger()->error("{}: error while stopping: {}", core.options.name, e.what());
   }
 }
 
@@ -791,13 +1103,18 @@ Subscription EventBus::subscribe_batch(const std::vector<std::string>& patterns,
   return detail::BusCore::make_subscription(core_, patterns, {}, std::move(handler), std::move(options));
 }
 
-PublishReport EventBus::publish(const EventPtr& event) noexcept {
+PublishReport EventBus::publish(const EventPtr& event, PublishWait wait) noexcept {
   PublishReport report;
   auto& core = *core_;
   // Registered before the closed check, so that stop() (closed, then drain) either sees this
   // publish in progress and waits for it, or this publish sees the bus closed.
   detail::BusCore::ReadSection reading(core);
-  if (!event || core.closed.load()) {
+  if (!event || core.closed.load() || reading.overflow()) {
+    if (reading.overflow() && event) {
+      logger()->error("{}: publish of event_name={} rejected: more than {} publishes in progress "
+                      "(nested inline publishes without end?)",
+                      core.options.name, event->event_name(), detail::BusCore::kReaderLimit);
+    }
     core.rejected.fetch_add(1, std::memory_order_relaxed);
     report.rejected = true;
     return report;
@@ -820,7 +1137,7 @@ PublishReport EventBus::publish(const EventPtr& event) noexcept {
       const auto& mb = routes->mailboxes[index];
       if (core.inline_mode) {
         core.deliver_inline(*mb, event, report);
-      } else if (core.enqueue(mb, event, report)) {
+      } else if (core.enqueue(mb, event, wait, report)) {
         ++report.delivered;
       } else {
         ++report.dropped;
@@ -834,19 +1151,7 @@ PublishReport EventBus::publish(const EventPtr& event) noexcept {
   return report;
 }
 
-bool EventBus::drain(std::chrono::milliseconds timeout) {
-  auto& core = *core_;
-  core.drain_waiters.fetch_add(1);
-  bool idle;
-  {
-    std::unique_lock lock(core.idle_mutex);
-    idle = core.idle_cv.wait_for(lock, timeout, [&] {
-      return core.inline_mode ? core.readers() == 0 : core.pending.load() <= 0;
-    });
-  }
-  core.drain_waiters.fetch_sub(1);
-  return idle;
-}
+bool EventBus::drain(std::chrono::milliseconds timeout) { return core_->wait_idle(timeout); }
 
 StopReport EventBus::stop(std::chrono::milliseconds timeout) {
   auto& core = *core_;
@@ -854,46 +1159,24 @@ StopReport EventBus::stop(std::chrono::milliseconds timeout) {
     throw StateError("stop: cannot stop the bus '" + core.options.name +
                      "' from one of its own dispatcher threads");
   }
-  StopReport report;
-  if (core.stop_done.exchange(true)) return report;
-  const auto start = std::chrono::steady_clock::now();
-  core.closed.store(true, std::memory_order_release);
-  report.drained = drain(timeout);
-
-  // Whatever is still queued after the deadline is dropped and counted.
-  std::vector<detail::MailboxPtr> all;
-  {
-    std::lock_guard lock(core.routes_mutex);
-    all = core.mailboxes;
-  }
-  for (const auto& mb : all) {
-    std::int64_t discarded = 0;
-    {
-      std::lock_guard lock(mb->mutex);
-      discarded = static_cast<std::int64_t>(mb->queue.size());
-      detail::serial_add(mb->dropped, mb->queue.size());
-      mb->queue.clear();
-      mb->closed = true;
-      mb->not_full.notify_all();
-    }
-    report.undelivered += static_cast<std::uint64_t>(discarded);
-    core.remove_pending(discarded);
-  }
-  {
-    std::lock_guard lock(core.ready_mutex);
-    core.pool_stopping = true;
-  }
-  core.ready_cv.notify_all();
-  for (auto& t : core.threads) {
+  return core.shut_down(timeout, [](std::thread& t) {
     if (t.joinable()) t.join();
+  });
+}
+
+bool EventBus::has_room(std::string_view event_name) const {
+  auto& core = *core_;
+  detail::BusCore::ReadSection reading(core);  // not accepted: not counted as a publish
+  if (reading.overflow()) return false;
+  const detail::Routes* routes = core.current_routes();
+  std::vector<std::size_t> scratch;
+  for (const auto index : routes->matcher.match(event_name, scratch)) {
+    const auto& mb = routes->mailboxes[index];
+    if (mb->options.overflow != OverflowPolicy::block) continue;
+    std::lock_guard lock(mb->mutex);
+    if (!mb->closed && mb->queue.size() >= mb->options.capacity) return false;
   }
-  report.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - start);
-  if (report.undelivered > 0) {
-    logger()->warn("{}: stopped with {} undelivered events (drain deadline {} ms)",
-                   core.options.name, report.undelivered, timeout.count());
-  }
-  return report;
+  return true;
 }
 
 bool EventBus::stopped() const noexcept { return core_->closed.load(); }

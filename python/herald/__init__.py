@@ -224,6 +224,24 @@ class _LoopRunner:
                 thread.join(timeout)
 
 
+async def _wait_for_room(has_room: Callable[[], bool], timeout: float) -> bool:
+    """Awaits until `has_room()` holds, polling with a backoff (50 µs doubling to 5 ms) that
+    yields to the loop between looks, so the handlers that make room can run on it. False when
+    `timeout` seconds pass first."""
+    if has_room():
+        return True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 50e-6
+    while True:
+        await asyncio.sleep(delay)
+        if has_room():
+            return True
+        if loop.time() >= deadline:
+            return False
+        delay = min(delay * 2, 5e-3)
+
+
 def set_native_log_level(level: str) -> None:
     """Level of the C++ engine's own log on stderr: trace, debug, info, warning, error, critical
     or off. The default for Python programs is "warning" (env HERALD_LOG_LEVEL overrides)."""
@@ -733,6 +751,21 @@ class EventBus:
         Python handler gets this same DomainEvent object (treat its payload dict as read-only)."""
         return self._publish(event_name, payload, metadata=metadata)
 
+    async def publish_async(self, event_name: str, payload: Optional[dict] = None, *,
+                            metadata: Optional[dict] = None, timeout: float = 5.0) -> DomainEvent:
+        """publish() for coroutines: while a matching ``block`` subscription's mailbox is full,
+        awaits room (yielding to the loop, so async handlers on it keep running) instead of
+        blocking the thread; after `timeout` seconds the event is published anyway and a still
+        full ``block`` mailbox drops it (counted, like a block timeout).
+
+        A plain publish() from an event loop's thread never blocks either: a full ``block``
+        mailbox takes the event beyond its capacity (``overcommitted`` in stats, with a
+        warning), because waiting there could wait for the loop itself."""
+        has_room = self._native.has_room
+        if await _wait_for_room(lambda: has_room(event_name), timeout):
+            return self._publish(event_name, payload, metadata=metadata)
+        return self._native.publish_dropping(event_name, payload, metadata)
+
     def publish_event(self, event: DomainEvent) -> dict:
         return self._native.publish_event(event)
 
@@ -1037,8 +1070,21 @@ class Worker:
     # -- intake and status ------------------------------------------------------------------------
     def complete_step(self, completion: "dict | StepCompletion") -> bool:
         """Hands a step completion to the worker (thread safe). False when it was not accepted
-        (not running, or the intake is full past its policy). ValidationError for a bad dict."""
+        (not running, or the intake is full past its policy). ValidationError for a bad dict.
+        From an event loop's thread it never blocks: a full ``block`` intake takes it beyond
+        capacity with a warning (use ``await complete_step_async()`` to wait for room)."""
         return self._native.complete_step(completion)
+
+    async def complete_step_async(self, completion: "dict | StepCompletion", *,
+                                  timeout: Optional[float] = None) -> bool:
+        """complete_step() for coroutines: while the intake is full, awaits room (the loop keeps
+        running) instead of blocking; after `timeout` seconds (default: the configured
+        intake_block_timeout_ms) it gives up and returns False, as a block timeout would."""
+        if timeout is None:
+            timeout = float(self._native.config()["intake_block_timeout"])
+        if await _wait_for_room(self._native.intake_has_room, timeout):
+            return self._native.complete_step(completion)
+        return self._native.complete_step(completion, may_wait=False)
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Waits until every accepted completion was published and every event handled."""

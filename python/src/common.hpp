@@ -174,10 +174,22 @@ class InlineWrapperScope {
 /// means none; TypeError naming the key path of what is not JSON, EventNameError for the name.
 /// GIL held.
 EventPtr event_from_python(std::string name, const py::handle& payload, const py::handle& metadata);
+/// How a publish (or complete_step) from the calling Python thread may wait on a full `block`
+/// queue: never on the thread of a running asyncio event loop (DESIGN.md 12: its handlers may
+/// need that very loop; the event is queued beyond capacity with a warning, and
+/// `await publish_async()` is the way to wait for room), otherwise as the policy says. GIL held.
+PublishWait loop_aware_wait();
+
 /// Routes an event published from Python: on an inline bus with the GIL held and with `wrapper`
-/// (the object the caller gets back) as the one every Python handler receives; otherwise with
-/// the GIL released (a full `block` mailbox may wait for room). GIL held on entry.
-PublishReport publish_from_python(EventBus& bus, const EventPtr& event, const py::handle& wrapper);
+/// (the object the caller gets back) as the one every Python handler receives (a busy gate is
+/// waited for with the GIL released: BlockingScope); otherwise with the GIL released (a full
+/// `block` mailbox may wait for room, as `wait` allows). GIL held on entry.
+PublishReport publish_from_python(EventBus& bus, const EventPtr& event, const py::handle& wrapper,
+                                  PublishWait wait);
+
+/// Installs herald's BlockingHooks for Python: every herald wait drops the GIL if the waiting
+/// thread holds it (module init).
+void install_blocking_hooks();
 
 /// herald.DomainEvent (event_type.cpp): a new wrapper for `event`. GIL held.
 py::object new_event_wrapper(EventPtr event);

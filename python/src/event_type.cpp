@@ -215,7 +215,7 @@ PyObject* bus_publish(PyObject* capsule, PyObject* const* args, Py_ssize_t nargs
     if (text == nullptr) throw py::error_already_set();
     EventPtr event = event_from_python(std::string(text, static_cast<std::size_t>(size)), payload, metadata);
     auto wrapper = py::reinterpret_steal<py::object>(new_event_object(event));
-    if (publish_from_python(**bus, event, wrapper).rejected) {
+    if (publish_from_python(**bus, event, wrapper, loop_aware_wait()).rejected) {
       throw StateError("publish: the bus is closed (event '" + event->event_name() + "')");
     }
     return wrapper.release().ptr();
@@ -238,16 +238,48 @@ EventPtr event_from_python(std::string name, const py::handle& payload, const py
   return DomainEvent::create(std::move(name), std::move(p), std::move(meta));
 }
 
-PublishReport publish_from_python(EventBus& bus, const EventPtr& event, const py::handle& wrapper) {
+PublishReport publish_from_python(EventBus& bus, const EventPtr& event, const py::handle& wrapper,
+                                  PublishWait wait) {
   if (bus.is_inline()) {
     // Handlers run right here, on this Python thread, like a synchronous emitter: keeping the
-    // GIL saves a release and a re-acquire per Python handler, and they all get `wrapper`.
+    // GIL saves a release and a re-acquire per Python handler, and they all get `wrapper`. A
+    // gate held by another thread is tried first and waited for with the GIL dropped.
     InlineWrapperScope same_wrapper(event.get(), wrapper.ptr());
-    return bus.publish(event);
+    return bus.publish(event, wait);
   }
   py::gil_scoped_release nogil;
-  return bus.publish(event);
+  return bus.publish(event, wait);
 }
+
+PublishWait loop_aware_wait() {
+  // asyncio's C accelerator answers "is a loop running on this thread" from a thread-local
+  // cache: one call, no lookup. Module lifetime: leaked on purpose.
+  static PyObject* get_running_loop = [] {
+    PyObject* module = PyImport_ImportModule("asyncio");
+    if (module == nullptr) throw py::error_already_set();
+    PyObject* fn = PyObject_GetAttrString(module, "_get_running_loop");
+    Py_DECREF(module);
+    if (fn == nullptr) throw py::error_already_set();
+    return fn;
+  }();
+  PyObject* loop = PyObject_CallNoArgs(get_running_loop);
+  if (loop == nullptr) throw py::error_already_set();
+  const bool on_loop = loop != Py_None;
+  Py_DECREF(loop);
+  return on_loop ? PublishWait::overcommit : PublishWait::allowed;
+}
+
+namespace {
+void* release_gil() noexcept {
+  if (!python_alive() || PyGILState_Check() == 0) return nullptr;
+  return PyEval_SaveThread();
+}
+void reacquire_gil(void* state) noexcept {
+  if (state != nullptr) PyEval_RestoreThread(static_cast<PyThreadState*>(state));
+}
+}  // namespace
+
+void install_blocking_hooks() { set_blocking_hooks({&release_gil, &reacquire_gil}); }
 
 py::object new_event_wrapper(EventPtr event) { return py::reinterpret_steal<py::object>(new_event_object(std::move(event))); }
 

@@ -256,7 +256,7 @@ void bind_events(py::module_& m) {
       .def(
           "publish_event",
           [](PyBus& self, const py::handle& e) {
-            const PublishReport r = publish_from_python(*self.bus, event_of(e, "publish_event"), e);
+            const PublishReport r = publish_from_python(*self.bus, event_of(e, "publish_event"), e, loop_aware_wait());
             py::dict d;
             d["matched"] = r.matched;
             d["delivered"] = r.delivered;
@@ -267,6 +267,21 @@ void bind_events(py::module_& m) {
             return d;
           },
           py::arg("event"))
+      .def("has_room", [](PyBus& self, std::string_view name) { return self.bus->has_room(name); },
+           py::arg("event_name"), py::call_guard<py::gil_scoped_release>(),
+           "True when no `block` subscription matching the name has a full mailbox.")
+      .def(
+          "publish_dropping",
+          [](PyBus& self, std::string name, const py::handle& payload, const py::handle& metadata) {
+            EventPtr event = event_from_python(std::move(name), payload, metadata);
+            auto wrapper = new_event_wrapper(event);
+            if (publish_from_python(*self.bus, event, wrapper, PublishWait::drop).rejected) {
+              throw StateError("publish: the bus is closed (event '" + event->event_name() + "')");
+            }
+            return wrapper;
+          },
+          py::arg("event_name"), py::arg("payload"), py::arg("metadata"),
+          "publish() that never waits: a full `block` mailbox drops the event (counted).")
       .def("drain", [](PyBus& self, double timeout) { return self.bus->drain(seconds_to_ms(timeout)); },
            py::arg("timeout") = 5.0, py::call_guard<py::gil_scoped_release>())
       .def(

@@ -11,4 +11,5 @@ PYBIND11_MODULE(_herald, m) {
   bind_subscribers(m);
   bind_worker(m);
   bind_zmq(m);
+  install_blocking_hooks();
 }

@@ -43,7 +43,7 @@ class PySubscriber final : public Subscriber {
     on_start_ = has("on_start");
     on_stop_ = has("on_stop");
     health_ = has("health_check");
-    options_.name = name_;
+    options_ = hosted_subscribe_options(name_);
     if (options.contains("capacity")) options_.capacity = options["capacity"].cast<std::size_t>();
     if (options.contains("overflow")) {
       options_.overflow = parse_overflow_policy(options["overflow"].cast<std::string>());

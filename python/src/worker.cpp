@@ -182,11 +182,15 @@ void bind_worker(py::module_& m) {
           },
           py::arg("timeout") = py::none())
       .def("complete_step",
-           [](PyWorker& self, const py::object& completion) {
+           [](PyWorker& self, const py::object& completion, bool may_wait) {
              StepCompletion c = completion_from_python(completion);
+             const PublishWait wait = may_wait ? loop_aware_wait() : PublishWait::drop;
              py::gil_scoped_release nogil;
-             return self.worker->complete_step(std::move(c));
-           })
+             return self.worker->complete_step(std::move(c), wait);
+           },
+           py::arg("completion"), py::arg("may_wait") = true)
+      .def("intake_has_room", [](PyWorker& self) { return self.worker->intake_has_room(); },
+           py::call_guard<py::gil_scoped_release>())
       .def(
           "drain",
           [](PyWorker& self, double timeout) {
@@ -235,6 +239,8 @@ void bind_worker(py::module_& m) {
         d["name"] = c.name;
         d["dispatcher_threads"] = c.dispatcher_threads;
         d["shutdown_drain_timeout"] = static_cast<double>(c.shutdown_drain_timeout.count()) / 1000.0;
+        d["intake_capacity"] = c.intake_capacity;
+        d["intake_block_timeout"] = static_cast<double>(c.intake_block_timeout.count()) / 1000.0;
         py::list steps;
         for (const auto& [name, decls] : c.steps) steps.append(name);
         d["steps"] = steps;

@@ -56,12 +56,13 @@ TEST(WorkerConfigSubscribers, DefaultsAndEveryOptionalKey) {
   EXPECT_EQ(metrics.name, "metrics");  // the type is the default name
   EXPECT_FALSE(metrics.path.has_value());  // metrics without a file is allowed
   EXPECT_EQ(metrics.capacity, 10'000u);
-  EXPECT_EQ(metrics.overflow, herald::OverflowPolicy::block);
+  // Isolation by default: a full mailbox never makes the worker's intake wait.
+  EXPECT_EQ(metrics.overflow, herald::OverflowPolicy::drop_oldest);
   EXPECT_EQ(metrics.breaker_failure_threshold, 0u);
 
   j["subscribers"][0].update(json{{"fsync", true},
                                   {"capacity", 64},
-                                  {"overflow", "drop_oldest"},
+                                  {"overflow", "block"},
                                   {"block_timeout_ms", 250},
                                   {"dispatch_timeout_ms", 40},
                                   {"circuit_breaker", {{"failure_threshold", 3}, {"cooldown_ms", 1500}}}});
@@ -69,7 +70,7 @@ TEST(WorkerConfigSubscribers, DefaultsAndEveryOptionalKey) {
   const auto& audit = c.subscribers[0];
   EXPECT_TRUE(audit.fsync);
   EXPECT_EQ(audit.capacity, 64u);
-  EXPECT_EQ(audit.overflow, herald::OverflowPolicy::drop_oldest);
+  EXPECT_EQ(audit.overflow, herald::OverflowPolicy::block);
   EXPECT_EQ(audit.block_timeout, 250ms);
   EXPECT_EQ(audit.dispatch_timeout, 40ms);
   EXPECT_EQ(audit.breaker_failure_threshold, 3u);

@@ -144,7 +144,8 @@ struct Worker::Impl {
 
   // received == processed + dropped + queued; rejected were never accepted.
   std::atomic<std::uint64_t> received{0}, processed{0}, rejected{0}, dropped{0}, succeeded{0},
-      failed{0}, unknown_step{0}, hook_errors{0};
+      failed{0}, unknown_step{0}, hook_errors{0}, overcommitted{0};
+  RateLimiter overcommit_log{1, std::chrono::seconds(10)};
   std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
 
   std::mutex run_mutex;
@@ -445,7 +446,13 @@ void Worker::start() {
   w.transition(WorkerState::running);
 }
 
-bool Worker::complete_step(StepCompletion completion) {
+bool Worker::intake_has_room() const {
+  auto& w = *impl_;
+  std::lock_guard lock(w.intake_mutex);
+  return w.intake_closed || w.intake.size() < w.config.intake_capacity;
+}
+
+bool Worker::complete_step(StepCompletion completion, PublishWait wait) {
   auto& w = *impl_;
   std::unique_lock lock(w.intake_mutex);
   if (w.intake_closed) {
@@ -461,14 +468,44 @@ bool Worker::complete_step(StepCompletion completion) {
         w.intake.pop_front();  // accepted earlier, displaced now: dropped, not rejected
         w.dropped.fetch_add(1);
         break;
-      case OverflowPolicy::block:
-        if (!w.intake_not_full.wait_for(lock, w.config.intake_block_timeout, [&] {
-              return w.intake_closed || w.intake.size() < w.config.intake_capacity;
-            }) || w.intake_closed) {
+      case OverflowPolicy::block: {
+        if (wait == PublishWait::overcommit) {
+          // The caller may not wait (an event loop's own thread): take it beyond capacity.
+          w.overcommitted.fetch_add(1);
+          if (w.overcommit_log.allow()) {
+            logger()->warn("worker '{}': intake full (capacity {}) and the caller may not wait (an event "
+                           "loop's own thread): accepted beyond capacity; await complete_step_async() "
+                           "to wait for room instead",
+                           w.config.name, w.config.intake_capacity);
+          }
+          break;
+        }
+        if (wait == PublishWait::drop) {
+          w.rejected.fetch_add(1);
+          return false;
+        }
+        // Wait with the lock released around the BlockingScope's edges (Python drops the GIL
+        // first and takes it back holding no herald lock).
+        const auto deadline = std::chrono::steady_clock::now() + w.config.intake_block_timeout;
+        const auto ready = [&] { return w.intake_closed || w.intake.size() < w.config.intake_capacity; };
+        bool room = ready();
+        while (!room) {
+          lock.unlock();
+          {
+            BlockingScope waiting;
+            std::unique_lock relock(w.intake_mutex);
+            room = w.intake_not_full.wait_until(relock, deadline, ready);
+          }
+          lock.lock();
+          if (!room) break;
+          room = ready();
+        }
+        if (!room || w.intake_closed) {
           w.rejected.fetch_add(1);
           return false;
         }
         break;
+      }
     }
   }
   w.intake.push_back(std::move(completion));

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -27,6 +28,20 @@ enum class OverflowPolicy {
 std::string_view to_string(OverflowPolicy policy) noexcept;
 /// Throws UnknownValueError naming the value ("block", "drop_newest", "drop_oldest").
 OverflowPolicy parse_overflow_policy(std::string_view text);
+
+/// How a publish may wait when a `block` mailbox is full (the other policies never wait).
+enum class PublishWait : std::uint8_t {
+  /// Wait for room up to the subscription's block_timeout, then drop (the default).
+  allowed,
+  /// Never wait: the full mailbox takes the event beyond its capacity (counted in
+  /// SubscriptionStats::overcommitted, logged). For publishers that must not stop, such as the
+  /// thread of an asyncio event loop that the subscriber's handler needs to run on: waiting
+  /// there would wait for itself. The excess is bounded by what that thread publishes before it
+  /// yields.
+  overcommit,
+  /// Never wait: the full mailbox drops the event, as a block timeout would (counted).
+  drop,
+};
 
 /// Per-subscription settings.
 struct SubscribeOptions {
@@ -48,6 +63,7 @@ struct SubscriptionStats {
   std::uint64_t dropped = 0;    ///< overflow, block timeout, unsubscribe or stop with events queued
   std::uint64_t in_flight = 0;  ///< queued or running
   std::uint64_t slow = 0;       ///< handlers that ran longer than slow_threshold
+  std::uint64_t overcommitted = 0;  ///< events queued beyond capacity (PublishWait::overcommit)
   std::size_t queue_depth = 0;
   bool paused = false;
   std::string last_error;
@@ -70,25 +86,29 @@ struct BusCore;
 struct Mailbox;
 }  // namespace detail
 
-/// RAII handle of a subscription: unsubscribes when destroyed. Move-only. Thread safe.
+/// RAII handle of a subscription: unsubscribes when destroyed. Move-only.
+/// Thread safety: every member function may be called concurrently with the others on the same
+/// handle (an internal mutex guards the handle's links; none is held while unsubscribe waits
+/// for a running handler). Moving a handle, like destroying it, must not race with other calls
+/// on the handle moved from.
 class Subscription {
  public:
   Subscription() = default;
   ~Subscription();
-  Subscription(Subscription&&) noexcept = default;
+  Subscription(Subscription&& other) noexcept;
   Subscription& operator=(Subscription&& other) noexcept;
   Subscription(const Subscription&) = delete;
   Subscription& operator=(const Subscription&) = delete;
 
   /// Stops deliveries. Queued events are dropped (and counted; stats() keeps reporting the final
-  /// counters after unsubscribe); when it returns, the handler is
-  /// not running and will not run again, unless called from inside that handler, in which case
-  /// the current call finishes normally. Idempotent. Safe after the bus is gone.
+  /// counters after unsubscribe); when it returns (from any number of concurrent callers), the
+  /// handler is not running and will not run again, unless called from inside that handler, in
+  /// which case the current call finishes normally. Idempotent. Safe after the bus is gone.
   void unsubscribe();
   /// Leaves the subscription in place for the bus's lifetime; the handle becomes empty.
   void release() noexcept;
   bool active() const noexcept;
-  const std::string& name() const noexcept;
+  std::string name() const;
   SubscriptionStats stats() const;
   /// Holds deliveries: events keep arriving (bounded by the mailbox and its overflow policy)
   /// but the handler is not called until resume(). Takes effect before the next event, also in
@@ -100,15 +120,42 @@ class Subscription {
  private:
   friend class EventBus;
   Subscription(std::weak_ptr<detail::BusCore> core, std::shared_ptr<detail::Mailbox> mailbox);
+  /// The links, copied under mutex_.
+  std::pair<std::weak_ptr<detail::BusCore>, std::shared_ptr<detail::Mailbox>> links() const;
+  mutable std::mutex mutex_;
   std::weak_ptr<detail::BusCore> core_;
   std::shared_ptr<detail::Mailbox> mailbox_;
+};
+
+/// Hooks around every wait of the calling thread on another thread inside herald (a contended
+/// inline gate, a full `block` mailbox, unsubscribe waiting for a running handler, drain, stop,
+/// a worker's full intake). The Python bindings install hooks that release the GIL, so that no
+/// thread ever waits on a herald lock while holding it (DESIGN.md 12): `release` runs before the
+/// wait and returns a token that `reacquire` gets after it. Never called with a herald lock
+/// held. Process-wide; set once, before use (the Python module sets them at import).
+struct BlockingHooks {
+  void* (*release)() noexcept = nullptr;
+  void (*reacquire)(void* token) noexcept = nullptr;
+};
+void set_blocking_hooks(BlockingHooks hooks) noexcept;
+
+/// The scope of one such wait: calls the hooks (if any) around it. Construct it with no herald
+/// lock held, and end it after releasing them.
+class BlockingScope {
+ public:
+  BlockingScope() noexcept;
+  ~BlockingScope();
+  BlockingScope(const BlockingScope&) = delete;
+  BlockingScope& operator=(const BlockingScope&) = delete;
+
+ private:
+  void* token_ = nullptr;
 };
 
 struct BusOptions {
   /// Dispatcher pool size; 0 means std::thread::hardware_concurrency().
   std::size_t dispatcher_threads = 0;
-  /// Run handlers on the publishing thread instead of a pool. Handlers of one subscription are
-  /// still serialized (a re-entrant publish from inside the handler runs nested).
+  /// Run handlers on the publishing thread instead of a pool (see EventBus for the contract).
   bool inline_dispatch = false;
   /// Most events a dispatcher takes from one mailbox before moving on (fairness vs overhead).
   std::size_t batch_size = 64;
@@ -160,7 +207,24 @@ struct BusStats {
 
 /// In-process publish/subscribe. Thread safe: every method may be called from any thread,
 /// including from inside handlers, except stop() (not from a dispatcher thread: StateError).
-/// No lock is held while a handler runs. Not copyable, not movable. The destructor stops.
+/// Not copyable, not movable. The destructor stops; destroyed from inside one of its own
+/// handlers on a dispatcher thread, it stops without draining (queued events are dropped and
+/// counted), joins the other dispatchers and lets its own thread finish the handler and exit.
+///
+/// Locking contract. Pool mode (the default): no herald lock is held while a handler runs;
+/// handlers run on dispatcher threads, one call at a time per subscription, in publish order.
+/// Inline mode (BusOptions::inline_dispatch): publish() runs the handlers on the calling thread
+/// while holding the subscription's *gate*, which serializes its handler calls:
+///  - re-entrant: a handler that publishes to its own subscription runs the new event nested,
+///    at once, on the same thread;
+///  - a publisher outside any herald handler that finds the gate held by another thread waits
+///    for it (inside a BlockingScope: Python releases the GIL first, after trying once);
+///  - a thread that is itself inside a handler (inline or pool) never waits for a gate held by
+///    another thread: it hands the event to the gate's holder, which runs it (in hand-off order)
+///    before letting the gate go, and publish returns without waiting. So two inline handlers
+///    that publish to each other from two threads cannot deadlock; the price is that such an
+///    event runs on the other thread, after publish returned.
+/// pause() is ignored inline (there is no mailbox to hold events in).
 class EventBus {
  public:
   explicit EventBus(BusOptions options = {});
@@ -177,14 +241,21 @@ class EventBus {
                                SubscribeOptions options = {});
 
   /// Routes the event to every matching subscription. Never throws; blocks only as long as a
-  /// full `block` mailbox's timeout allows. A null event is rejected.
-  PublishReport publish(const EventPtr& event) noexcept;
+  /// full `block` mailbox's timeout allows (see PublishWait), or, inline, for a busy gate. A
+  /// null event is rejected.
+  PublishReport publish(const EventPtr& event, PublishWait wait = PublishWait::allowed) noexcept;
 
-  /// Waits until every queued event has been handled; false on timeout.
-  bool drain(std::chrono::milliseconds timeout);
+  /// True when no `block` subscription matching `event_name` has a full mailbox: a publish now
+  /// would not wait. For cooperative back-pressure (Python's publish_async polls it).
+  [[nodiscard]] bool has_room(std::string_view event_name) const;
+
+  /// Waits until every accepted event has been handled, publishes in progress included; false
+  /// on timeout.
+  [[nodiscard]] bool drain(std::chrono::milliseconds timeout);
   /// Refuses new events, drains within `timeout`, drops what is left (counted), joins the pool.
   /// Idempotent (later calls return an empty report).
-  StopReport stop(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  [[nodiscard("the report says what was not delivered")]] StopReport stop(
+      std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
   bool stopped() const noexcept;
   bool is_inline() const noexcept;

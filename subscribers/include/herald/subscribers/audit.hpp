@@ -42,7 +42,7 @@ struct AuditOptions {
   /// How long health_check() stays false after a write error.
   std::chrono::milliseconds recheck_after{10'000};
   /// Capacity, overflow policy, block timeout, slow threshold (name is the subscriber's).
-  SubscribeOptions subscribe{};
+  SubscribeOptions subscribe = hosted_subscribe_options();
   CircuitBreakerOptions breaker{};
 };
 

@@ -37,7 +37,7 @@ class MetricsSubscriber : public Subscriber {
   /// With a path, on_stop() writes prometheus_text() there (atomically: temp file + rename).
   MetricsSubscriber(std::string name, std::vector<std::string> patterns,
                     std::optional<std::filesystem::path> path = std::nullopt,
-                    SubscribeOptions options = {});
+                    SubscribeOptions options = hosted_subscribe_options());
 
   std::string name() const override { return name_; }
   std::vector<std::string> subscribes_to() const override { return patterns_; }

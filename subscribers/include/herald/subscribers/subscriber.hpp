@@ -58,6 +58,18 @@ struct CircuitBreakerOptions {
   bool enabled() const noexcept { return failure_threshold > 0; }
 };
 
+/// The mailbox settings a subscriber hosted by a SubscriberRegistry (and so by a Worker) starts
+/// from: the bus defaults, except the overflow policy, drop_oldest. A worker publishes every
+/// completion's events from one intake thread; with `block`, one full mailbox would make that
+/// thread wait (up to block_timeout per event) and hold back every completion and every other
+/// subscriber (DESIGN.md 5: a slow subscriber does not hold back the others). drop_oldest keeps
+/// the newest events of a subscriber that falls behind and counts what it loses (tasker-core's
+/// in-process broadcast does the same for a lagging receiver). Choose `block` for a subscriber
+/// that must see every event and may slow the whole worker to its pace.
+inline SubscribeOptions hosted_subscribe_options(std::string name = {}) {
+  return SubscribeOptions{.name = std::move(name), .overflow = OverflowPolicy::drop_oldest};
+}
+
 /// Base class of every subscriber. Subclasses override name(), subscribes_to() and handle(); the
 /// other hooks have harmless defaults.
 ///
@@ -93,8 +105,9 @@ class Subscriber {
   virtual bool health_check() { return true; }
 
   /// Mailbox capacity, overflow policy, block timeout and slow threshold (the issue's
-  /// dispatch_timeout_ms). The registry always sets `name` to name(). Default: the bus defaults.
-  virtual SubscribeOptions subscribe_options() const { return SubscribeOptions{.name = name()}; }
+  /// dispatch_timeout_ms). The registry always sets `name` to name(). Default:
+  /// hosted_subscribe_options().
+  virtual SubscribeOptions subscribe_options() const { return hosted_subscribe_options(name()); }
   /// Default: no breaker.
   virtual CircuitBreakerOptions circuit_breaker() const { return {}; }
 };

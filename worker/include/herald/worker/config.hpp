@@ -5,6 +5,7 @@
 
 #include <herald/events/event_bus.hpp>
 #include <herald/publishers/declaration.hpp>
+#include <herald/subscribers/subscriber.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -38,7 +39,7 @@ struct SubscriberConfig {
   std::optional<std::filesystem::path> path;  ///< resolved against the file's folder
   bool fsync = false;                         ///< audit: fdatasync per event
   std::size_t capacity = 10'000;
-  OverflowPolicy overflow = OverflowPolicy::block;
+  OverflowPolicy overflow = hosted_subscribe_options().overflow;  ///< isolation (subscriber.hpp)
   std::chrono::milliseconds block_timeout{5'000};
   std::chrono::milliseconds dispatch_timeout{0};  ///< slow-handler threshold (0: off)
   std::uint32_t breaker_failure_threshold = 0;    ///< circuit breaker (0: off)

@@ -89,8 +89,12 @@ class Worker {
   /// throws, TransportError / Error for subsystems that cannot start.
   void start();
   /// Thread-safe intake. Returns false when the completion was not accepted (worker not
-  /// running, or intake full past its policy); never throws for publishing problems.
-  bool complete_step(StepCompletion completion);
+  /// running, or intake full past its policy); never throws for publishing problems. `wait`
+  /// says what a full `block` intake does (PublishWait: wait up to intake_block_timeout, take
+  /// it beyond capacity, or refuse it at once).
+  bool complete_step(StepCompletion completion, PublishWait wait = PublishWait::allowed);
+  /// True when complete_step() would not wait now (for cooperative back-pressure).
+  [[nodiscard]] bool intake_has_room() const;
   /// Graceful stop within `deadline` (default: the configured shutdown_drain_timeout).
   WorkerStopReport stop(std::optional<std::chrono::milliseconds> deadline = std::nullopt);
   /// Asks a run() loop to stop gracefully. Safe from any thread.
