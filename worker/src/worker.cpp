@@ -717,7 +717,8 @@ nlohmann::json Worker::status() const {
   j["completions"] = {{"received", w.received.load()},   {"processed", w.processed.load()},
                       {"rejected", w.rejected.load()},   {"dropped", w.dropped.load()},
                       {"succeeded", w.succeeded.load()},
-                      {"failed", w.failed.load()},       {"unknown_step", w.unknown_step.load()}};
+                      {"failed", w.failed.load()},       {"unknown_step", w.unknown_step.load()},
+                      {"overcommitted", w.overcommitted.load()}};
   j["hook_errors"] = w.hook_errors.load();
   {
     std::lock_guard lock(w.intake_mutex);
