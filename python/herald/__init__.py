@@ -63,6 +63,8 @@ __all__ = [
     "ZmqPublisher", "ZmqSubscriber", "curve_keypair", "is_valid_event_name", "new_uuid_v7",
     "read_curve_public_key", "read_curve_secret_key", "set_native_log_level", "validate_event_name",
 ]
+InProcessDomainEvent = DomainEvent  # tasker-core's name for the event type handed to subscribers
+__all__.append("InProcessDomainEvent")
 
 __version__ = "0.1.0"
 
