@@ -635,7 +635,8 @@ class BasePublisher(ABC):
                 bus: Union[EventBus, Worker, None] = None) -> bool:
         """Runs the hooks and publishes the event on `bus` (default: ``default_bus()``).
         `ctx` is a StepEventContext (the event is `event_name`, default the step's name) or a
-        PublishContext (its event_name, step_context, and step_result for the result). True when
+        PublishContext (its event_name and step_context; step_result's result when the context has
+        none). True when
         published; False when skipped, aborted or failed."""
         if isinstance(ctx, PublishContext):
             event_name = event_name or ctx.event_name
@@ -644,7 +645,7 @@ class BasePublisher(ABC):
                 step_ctx = StepEventContext.model_construct(
                     task_uuid="", step_uuid="", step_name="", namespace="", correlation_id="",
                     result=ctx.step_result.result, metadata=dict(ctx.step_result.metadata or {}))
-            elif ctx.step_result.result is not None and step_ctx.result is None:
+            elif ctx.step_result.result and not step_ctx.result:
                 step_ctx = step_ctx.model_copy(update={"result": ctx.step_result.result})
         else:
             step_ctx = ctx
