@@ -1296,10 +1296,16 @@ def herald_steps(steps: Iterable[Mapping[str, Any]], *, durable_as: Optional[str
     """A tasker-core task template's ``steps`` (each with ``name`` and ``publishes_events``) as
     herald's ``steps`` entries (``Worker(steps=...)`` or the configuration file): keys herald
     does not take (``description``, ``handler``, ...) are dropped, ``fast`` becomes
-    ``in_process``; ``durable`` needs `durable_as` (see EventDeclaration.to_herald)."""
+    ``in_process``. A declaration without ``delivery_mode`` is ``durable``, tasker-core's YAML
+    default (herald's is ``in_process``), and ``durable`` needs `durable_as` (see
+    EventDeclaration.to_herald): nothing meant for other processes silently stays in process."""
     out: list[dict[str, Any]] = []
     for step in steps:
-        declarations = [EventDeclaration.model_validate(d).to_herald(durable_as=durable_as)
-                        for d in step.get("publishes_events") or []]
+        declarations = []
+        for d in step.get("publishes_events") or []:
+            decl = EventDeclaration.model_validate(d)
+            if decl.delivery_mode is None:
+                decl = decl.model_copy(update={"delivery_mode": "durable"})
+            declarations.append(decl.to_herald(durable_as=durable_as))
         out.append({"name": step["name"], "publishes_events": declarations})
     return out

@@ -195,6 +195,14 @@ def test_herald_steps_turns_a_task_template_into_steps_a_worker_accepts():
     assert herald.Worker(name="from-yaml", steps=steps).config()["steps"] == ["process_payment"]
 
 
+def test_herald_steps_takes_a_missing_delivery_mode_as_tasker_core_s_default_durable():
+    steps = [{"name": "ship", "publishes_events": [{"name": "order.shipped"}]}]
+    with pytest.raises(ValueError, match="durable"):
+        tc.herald_steps(steps)
+    assert tc.herald_steps(steps, durable_as="broadcast") == \
+        [{"name": "ship", "publishes_events": [{"name": "order.shipped", "delivery_mode": "broadcast"}]}]
+
+
 # ------------------------------------------------------------------------------------------------
 # Publishers
 
