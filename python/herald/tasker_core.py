@@ -593,6 +593,16 @@ def set_default_bus(target: Union[EventBus, Worker, None]) -> None:
 # ------------------------------------------------------------------------------------------------
 # Publishers.
 
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited: no "was never awaited" warning later
+        raise TypeError(f"{getattr(fn, '__qualname__', fn)} returned an awaitable: tasker-core publisher "
+                        "hooks are synchronous (write herald.BasePublisher hooks for async def)")
+    return result
+
+
 class BasePublisher(ABC):
     """A tasker-core step-event publisher: ``publisher_name`` (abstract) and the hooks.
 
@@ -651,9 +661,9 @@ class BasePublisher(ABC):
             step_ctx = ctx
         name = event_name or step_ctx.step_name
 
-        if not self.should_publish(step_ctx):
+        if not _call(self.should_publish, step_ctx):
             return False
-        payload = self.transform_payload(step_ctx)
+        payload = _call(self.transform_payload, step_ctx)
         base: dict[str, Any] = {
             "publisher": self.publisher_name,
             "published_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
@@ -663,12 +673,12 @@ class BasePublisher(ABC):
             "namespace": step_ctx.namespace,
             "correlation_id": step_ctx.correlation_id,
         }
-        metadata = {**base, **(step_ctx.metadata or {}), **self.additional_metadata(step_ctx)}
+        metadata = {**base, **(step_ctx.metadata or {}), **_call(self.additional_metadata, step_ctx)}
         try:
-            if not self.before_publish(name, payload, metadata):
+            if not _call(self.before_publish, name, payload, metadata):
                 return False
             _resolve_bus(bus).publish(name, payload, metadata={"fired_by": self.publisher_name, **metadata})
-            self.after_publish(name, payload, metadata)
+            _call(self.after_publish, name, payload, metadata)
             return True
         except Exception as exc:  # noqa: BLE001 - tasker-core's contract: the hook decides
             self.on_publish_error(name, exc, payload)
@@ -684,14 +694,6 @@ class DefaultPublisher(BasePublisher):
 
     def transform_payload(self, ctx: StepEventContext) -> dict[str, Any]:
         return ctx.result or {}
-
-
-def _call(fn: Callable[..., Any], *args: Any) -> Any:
-    result = fn(*args)
-    if inspect.isawaitable(result):
-        raise TypeError(f"{getattr(fn, '__qualname__', fn)} returned an awaitable: tasker-core publisher "
-                        "hooks are synchronous (write herald.BasePublisher hooks for async def)")
-    return result
 
 
 class _HeraldAdapter(_HeraldBasePublisher):

@@ -850,3 +850,14 @@ def test_end_to_end_tasker_core_publisher_worker_zeromq_poller_subscriber(ipc_en
 def test_herald_exports_in_process_domain_event_as_its_event_type():
     assert herald.InProcessDomainEvent is herald.DomainEvent
     assert "InProcessDomainEvent" in herald.__all__
+
+
+def test_an_async_publisher_hook_is_an_error_not_a_silent_coroutine():
+    class AsyncBefore(Recorder):
+        async def before_publish(self, event_name, payload, metadata):
+            return True
+
+    publisher = AsyncBefore()
+    assert publisher.publish(make_ctx(), "payment.processed") is False
+    _, error, _ = dict(publisher.calls)["on_publish_error"]
+    assert isinstance(error, TypeError) and "synchronous" in str(error)
