@@ -17,7 +17,9 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <string_view>
 #include <thread>
+#include <vector>
 #include <unistd.h>
 
 namespace herald::cli {
@@ -146,24 +148,39 @@ int run_worker(const RunOptions& options) {
           return input_finished();
         }
       }
+      // One read hands over a batch of lines (views into the reader's buffer); the counters
+      // are published once per batch rather than once per line.
       LineReader reader(fd);
-      std::string line;
+      std::vector<std::string_view> batch;
       std::uint64_t number = 0;
-      while (!stopping() && reader.next(line, [&] { return stopping(); })) {
-        ++number;
-        counts.lines.fetch_add(1);
-        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        try {
-          if (!worker.complete_step(StepCompletion::parse(line))) counts.refused.fetch_add(1);
-          else counts.accepted.fetch_add(1);
-        } catch (const Error& e) {
-          counts.bad.fetch_add(1);
-          std::fprintf(stderr, "herald run: line %llu: %s\n", static_cast<unsigned long long>(number), e.what());
-          if (options.strict) {
-            strict_failed = true;
+      bool stop_reading = false;
+      while (!stop_reading && !stopping() && reader.next_batch(batch, [&] { return stopping(); })) {
+        std::uint64_t accepted = 0, refused = 0, bad = 0, seen = 0;
+        for (const std::string_view line : batch) {
+          if (stopping()) {
+            stop_reading = true;
             break;
           }
+          ++number;
+          ++seen;
+          if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+          try {
+            if (!worker.complete_step(StepCompletion::parse(line))) ++refused;
+            else ++accepted;
+          } catch (const Error& e) {
+            ++bad;
+            std::fprintf(stderr, "herald run: line %llu: %s\n", static_cast<unsigned long long>(number), e.what());
+            if (options.strict) {
+              strict_failed = true;
+              stop_reading = true;
+              break;
+            }
+          }
         }
+        counts.lines.fetch_add(seen);
+        if (accepted) counts.accepted.fetch_add(accepted);
+        if (refused) counts.refused.fetch_add(refused);
+        if (bad) counts.bad.fetch_add(bad);
       }
       if (fd > 0) ::close(fd);
       input_finished();

@@ -189,7 +189,7 @@ const std::string& DomainEvent::json_text() const {
     // invalid UTF-8 replaced, never thrown), written directly: building to_json() first would
     // copy the payload and every field into a temporary tree only to serialise it.
     std::string out;
-    out.reserve(256 + event_id_.size() + event_name_.size());
+    out.reserve(512 + event_id_.size() + event_name_.size());
     out.append(R"({"event_id":)");
     append_json_string(out, event_id_);
     out.append(R"(,"event_name":)");
@@ -217,20 +217,40 @@ const std::string& DomainEvent::json_text() const {
     out.append(r.success ? "true" : "false");
     out.append(R"(},"metadata":)");
     const auto& m = metadata_;
-    if (m.extra.is_object() && !m.extra.empty()) {
-      append_json(out, m.to_json());  // extra keys interleave with the base ones: let json sort
-    } else {
-      const std::pair<std::string_view, const std::string*> fields[] = {
-          {R"({"correlation_id":)", &m.correlation_id}, {R"(,"fired_at":)", &m.fired_at},
-          {R"(,"fired_by":)", &m.fired_by},             {R"(,"namespace":)", &m.namespace_name},
-          {R"(,"step_name":)", &m.step_name},           {R"(,"step_uuid":)", &m.step_uuid},
-          {R"(,"task_uuid":)", &m.task_uuid}};
-      for (const auto& [key, value] : fields) {
-        out.append(key);
-        append_json_string(out, *value);
+    // One flat object, keys in json's sorted order: the base fields (already in order) merged
+    // with `extra` (a std::map, in order too), a base field winning over an extra key of the
+    // same name, exactly as to_json() builds it, but without building that tree per event.
+    static constexpr std::string_view kBaseKeys[] = {
+        "correlation_id", "fired_at", "fired_by", "namespace", "step_name", "step_uuid", "task_uuid"};
+    const std::string* base_values[] = {&m.correlation_id, &m.fired_at,  &m.fired_by,
+                                        &m.namespace_name, &m.step_name, &m.step_uuid,
+                                        &m.task_uuid};
+    bool first = true;
+    auto key = [&out, &first](std::string_view k) {
+      out.push_back(first ? '{' : ',');
+      first = false;
+      append_json_string(out, k);
+      out.push_back(':');
+    };
+    std::size_t b = 0;
+    if (m.extra.is_object()) {
+      for (auto it = m.extra.begin(); it != m.extra.end(); ++it) {
+        const std::string& extra_key = it.key();
+        while (b < std::size(kBaseKeys) && kBaseKeys[b] < std::string_view(extra_key)) {
+          key(kBaseKeys[b]);
+          append_json_string(out, *base_values[b]);
+          ++b;
+        }
+        if (b < std::size(kBaseKeys) && kBaseKeys[b] == std::string_view(extra_key)) continue;
+        key(extra_key);
+        append_json(out, it.value());
       }
-      out.push_back('}');
     }
+    for (; b < std::size(kBaseKeys); ++b) {
+      key(kBaseKeys[b]);
+      append_json_string(out, *base_values[b]);
+    }
+    out.push_back('}');
     out.append(R"(,"payload":)");
     append_json(out, payload_);
     out.push_back('}');

@@ -2,12 +2,15 @@
 
 #include <herald/events/error.hpp>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <system_error>
 
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace herald {
@@ -113,52 +116,118 @@ bool AuditSubscriber::is_open() const {
 }
 
 SubscriberResult AuditSubscriber::handle(const EventPtr& event) {
-  const std::string& text = event->json_text();
+  HandleOutcome outcome = HandleOutcome::handled;
+  return write_events(std::span<const EventPtr>(&event, 1), std::span<HandleOutcome>(&outcome, 1));
+}
+
+SubscriberResult AuditSubscriber::handle_batch(std::span<const EventPtr> events,
+                                               std::span<HandleOutcome> outcomes) {
+  if (outcomes.size() < events.size()) {
+    throw Error("audit subscriber '" + name_ + "': handle_batch: fewer outcomes than events");
+  }
+  return write_events(events, outcomes);
+}
+
+SubscriberResult AuditSubscriber::write_events(std::span<const EventPtr> events,
+                                               std::span<HandleOutcome> outcomes) {
+  if (events.empty()) return {};
+  // Encode outside the lock (json_text() is computed once per event and shared).
+  static constexpr char kNewline = '\n';
+  thread_local std::vector<iovec> iov;
+  iov.clear();
+  iov.reserve(events.size() * 2);
+  std::size_t total = 0;
+  for (const auto& event : events) {
+    const std::string& text = event->json_text();
+    iov.push_back({const_cast<char*>(text.data()), text.size()});
+    iov.push_back({const_cast<char*>(&kNewline), 1});
+    total += text.size() + 1;
+  }
+
   std::lock_guard lock(mutex_);
   if (fd_ < 0) {
-    errors_.fetch_add(1, std::memory_order_relaxed);
+    errors_.fetch_add(events.size(), std::memory_order_relaxed);
+    for (std::size_t i = 0; i < events.size(); ++i) outcomes[i] = HandleOutcome::failed;
     return SubscriberResult::failure("audit file '" + path_.string() + "' is not open");
   }
-  line_.assign(text);
-  line_.push_back('\n');
 
+  // Every line in as few writev(2) calls as the kernel allows (IOV_MAX vectors each); a short
+  // write is continued where it stopped.
   std::size_t written = 0;
   int err = 0;
-  while (written < line_.size()) {
-    const ssize_t n = ::write(fd_, line_.data() + written, line_.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      err = errno;
-      break;
+  {
+    std::size_t first = 0;       // first vector not yet fully written
+    std::size_t first_done = 0;  // bytes of it already written
+    while (first < iov.size()) {
+      iovec saved = iov[first];
+      iov[first].iov_base = static_cast<char*>(saved.iov_base) + first_done;
+      iov[first].iov_len = saved.iov_len - first_done;
+      const int count = static_cast<int>(std::min<std::size_t>(iov.size() - first, IOV_MAX));
+      const ssize_t n = ::writev(fd_, iov.data() + first, count);
+      iov[first] = saved;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        err = errno;
+        break;
+      }
+      written += static_cast<std::size_t>(n);
+      std::size_t left = static_cast<std::size_t>(n) + first_done;
+      while (first < iov.size() && left >= iov[first].iov_len) {
+        left -= iov[first].iov_len;
+        ++first;
+      }
+      first_done = left;
     }
-    written += static_cast<std::size_t>(n);
   }
   if (err == 0 && options_.fsync && ::fdatasync(fd_) != 0) err = errno;
 
-  if (err != 0) {
-    if (written > 0 && written < line_.size()) {
-      // Cut the partial line so that the file stays valid JSON Lines (single writer).
+  if (err == 0) {
+    last_errno_ = 0;
+    lines_.fetch_add(events.size(), std::memory_order_relaxed);
+    bytes_.fetch_add(total, std::memory_order_relaxed);
+    return {};
+  }
+
+  // The lines written whole before the error stay (with fsync on, the fdatasync failed and
+  // none of them is known to be durable: all fail). A line cut by the error is truncated away
+  // so that the file stays valid JSON Lines (single writer); the rest of the batch fails.
+  std::size_t whole_lines = 0, whole_bytes = 0;
+  if (!(options_.fsync && written == total)) {
+    for (const auto& event : events) {
+      const std::size_t line = event->json_text().size() + 1;
+      if (whole_bytes + line > written) break;
+      whole_bytes += line;
+      ++whole_lines;
+    }
+    if (written > whole_bytes) {
       const off_t end = ::lseek(fd_, 0, SEEK_END);
-      if (end >= static_cast<off_t>(written)) {
-        [[maybe_unused]] int rc = ::ftruncate(fd_, end - static_cast<off_t>(written));
+      const auto cut = static_cast<off_t>(written - whole_bytes);
+      if (end >= cut) {
+        [[maybe_unused]] int rc = ::ftruncate(fd_, end - cut);
       }
     }
-    last_errno_ = err;
-    last_error_at_ = std::chrono::steady_clock::now();
-    errors_.fetch_add(1, std::memory_order_relaxed);
-    std::string message = "audit write to '" + path_.string() + "' failed: " + errno_text(err);
-    std::uint64_t suppressed = 0;
-    if (error_log_.allow(&suppressed)) {
-      logger()->error("subscriber '{}': {} (event_id={}){}", name_, message, event->event_id(),
-                      suppressed ? fmt::format(" ({} similar errors suppressed)", suppressed)
-                                 : "");
-    }
-    return SubscriberResult::failure(std::move(message));
+    if (options_.fsync) whole_lines = 0;  // not known to be durable
   }
-  last_errno_ = 0;
-  lines_.fetch_add(1, std::memory_order_relaxed);
-  bytes_.fetch_add(line_.size(), std::memory_order_relaxed);
-  return {};
+  if (whole_lines > 0) {
+    lines_.fetch_add(whole_lines, std::memory_order_relaxed);
+    bytes_.fetch_add(whole_bytes, std::memory_order_relaxed);
+  }
+  for (std::size_t i = whole_lines; i < events.size(); ++i) outcomes[i] = HandleOutcome::failed;
+  const EventPtr& first_failed = events[whole_lines < events.size() ? whole_lines : 0];
+  last_errno_ = err;
+  last_error_at_ = std::chrono::steady_clock::now();
+  errors_.fetch_add(events.size() - whole_lines, std::memory_order_relaxed);
+  std::string message = "audit write to '" + path_.string() + "' failed: " + errno_text(err);
+  std::uint64_t suppressed = 0;
+  if (error_log_.allow(&suppressed)) {
+    logger()->error("subscriber '{}': {} (event_id={}{}){}", name_, message,
+                    first_failed->event_id(),
+                    events.size() - whole_lines > 1
+                        ? fmt::format(" and {} more", events.size() - whole_lines - 1)
+                        : "",
+                    suppressed ? fmt::format(" ({} similar errors suppressed)", suppressed) : "");
+  }
+  return SubscriberResult::failure(std::move(message));
 }
 
 bool AuditSubscriber::health_check() {

@@ -12,6 +12,7 @@
 #include <iterator>
 
 #include <csignal>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -140,6 +141,53 @@ FileLines split_file(const fs::path& path) {
   return out;
 }
 
+TEST(AuditSubscriber, HandleBatchWritesEveryEventOfABatchAsOneWholeLineInOrder) {
+  TempDir dir;
+  const auto path = dir.path / "audit.jsonl";
+  AuditSubscriber audit("audit", {"#"}, path);
+  audit.on_start();
+  // More events than one writev(2) takes (IOV_MAX vectors, two per line): the batch continues
+  // in a second call, in order, nothing lost or doubled.
+  std::vector<EventPtr> batch;
+  for (int i = 0; i < 1500; ++i) batch.push_back(make("payment.processed", i));
+  std::vector<herald::HandleOutcome> outcomes(batch.size(), herald::HandleOutcome::handled);
+  const auto result = audit.handle_batch(batch, outcomes);
+  ASSERT_TRUE(result.success) << result.message;
+  ASSERT_TRUE(audit.handle(make("payment.refunded", 1500)).success);
+  audit.on_stop();
+
+  const FileLines file = split_file(path);
+  EXPECT_TRUE(file.fragment.empty());
+  ASSERT_EQ(file.complete.size(), 1501u);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    ASSERT_EQ(file.complete[i], batch[i]->json_text()) << "line " << i;
+    ASSERT_EQ(outcomes[i], herald::HandleOutcome::handled);
+  }
+  EXPECT_EQ(nlohmann::json::parse(file.complete.back())["payload"]["n"], 1500);
+  EXPECT_EQ(audit.lines_written(), 1501u);
+  std::uint64_t bytes = 0;
+  for (const auto& line : file.complete) bytes += line.size() + 1;
+  EXPECT_EQ(audit.bytes_written(), bytes);
+  EXPECT_EQ(audit.write_errors(), 0u);
+}
+
+TEST(AuditSubscriber, HandleBatchOnAFullDiskFailsEveryEventItCouldNotWrite) {
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  AuditSubscriber audit("audit", {"#"}, "/dev/full", AuditOptions{.recheck_after = 1h});
+  audit.on_start();
+  std::vector<EventPtr> batch;
+  for (int i = 0; i < 5; ++i) batch.push_back(make("payment.processed", i));
+  std::vector<herald::HandleOutcome> outcomes(batch.size(), herald::HandleOutcome::handled);
+  const auto result = audit.handle_batch(batch, outcomes);
+  EXPECT_FALSE(result.success);
+  EXPECT_NE(result.message.find("No space left on device"), std::string::npos) << result.message;
+  for (const auto o : outcomes) EXPECT_EQ(o, herald::HandleOutcome::failed);
+  EXPECT_EQ(audit.write_errors(), 5u);
+  EXPECT_EQ(audit.lines_written(), 0u);
+  EXPECT_FALSE(audit.health_check());
+  audit.on_stop();
+}
+
 TEST(AuditSubscriber, AKillNineLeavesCompleteLinesAndOnStartRemovesACutOffLastLine) {
   TempDir dir;
   const auto path = dir.path / "audit.jsonl";
@@ -186,6 +234,45 @@ TEST(AuditSubscriber, AKillNineLeavesCompleteLinesAndOnStartRemovesACutOffLastLi
   const auto after = read_lines(path);
   ASSERT_EQ(after.size(), before.complete.size() + 1);
   EXPECT_EQ(after.back()["payload"]["n"], -1);
+}
+
+TEST(AuditSubscriber, AWriteCutShortMidBatchKeepsTheWholeLinesBeforeItAndFailsTheRest) {
+  TempDir dir;
+  const auto path = dir.path / "audit.jsonl";
+  std::vector<EventPtr> batch;
+  for (int i = 0; i < 20; ++i) batch.push_back(make("payment.processed", 100 + i));
+  std::size_t limit = 0;  // the file may grow to ten lines and half of the eleventh
+  for (int i = 0; i < 10; ++i) limit += batch[i]->json_text().size() + 1;
+  limit += batch[10]->json_text().size() / 2;
+  // In a child: the file size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes the kernel stop the
+  // writev in the middle of line 11 and fail the next call with EFBIG.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    rlimit lim{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
+    if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) ::_exit(10);
+    AuditSubscriber audit("audit", {"#"}, path);
+    audit.on_start();
+    std::vector<herald::HandleOutcome> outcomes(batch.size(), herald::HandleOutcome::handled);
+    const auto result = audit.handle_batch(batch, outcomes);
+    if (result.success) ::_exit(11);
+    for (int i = 0; i < 20; ++i) {
+      const auto expected = i < 10 ? herald::HandleOutcome::handled : herald::HandleOutcome::failed;
+      if (outcomes[i] != expected) ::_exit(20 + i);
+    }
+    if (audit.lines_written() != 10 || audit.write_errors() != 10) ::_exit(12);
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died";
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "see the exit codes in the child";
+  // The cut line was truncated away: exactly the ten whole lines, nothing after them.
+  const FileLines file = split_file(path);
+  EXPECT_TRUE(file.fragment.empty()) << file.fragment.size() << " bytes after the last newline";
+  ASSERT_EQ(file.complete.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) EXPECT_EQ(file.complete[i], batch[i]->json_text());
 }
 
 TEST(AuditSubscriber, OnStartTruncatesAFragmentAfterTheLastNewlineAndKeepsCompleteLines) {

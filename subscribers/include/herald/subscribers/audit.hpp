@@ -1,8 +1,12 @@
 // AuditSubscriber: appends every event it receives to a JSON Lines file.
 //
-// Each event is written as its json_text() plus "\n" in one ::write to a file opened with
-// O_WRONLY|O_APPEND|O_CREAT|O_CLOEXEC (a partial write is continued until the line is complete),
-// so the line reaches the kernel whole before handle() returns. The newline is the line's last
+// Each event is written as its json_text() plus "\n" to a file opened with
+// O_RDWR|O_APPEND|O_CREAT|O_CLOEXEC, straight from the event's cached text (no copy into a
+// buffer of ours): handle() writes one event, handle_batch() a run of consecutive events in one
+// writev(2) (IOV_MAX vectors per call; a short write is continued where it stopped), so every
+// line reaches the kernel whole before handle() or handle_batch() returns and reports it
+// handled. Nothing is held in user space between calls: what a kill -9 can cost is only what
+// the section below says. The newline is the line's last
 // byte and JSON text never contains a raw newline, so every newline-terminated line in the file
 // is a complete event. What a kill -9 can leave is a fragment *after* the last newline: Linux
 // stops a large write to a regular file at a page boundary when a fatal signal is pending, so a
@@ -12,7 +16,8 @@
 // worker reload, when the fragment may be that writer's line in progress; readers
 // that tail a live file should, as with any JSON Lines file, ignore a last line without its
 // newline. (A machine crash can lose lines the kernel had not written back; set
-// AuditOptions::fsync to fdatasync after each line.) If a write fails after part of a line was
+// AuditOptions::fsync to fdatasync after each handle() or handle_batch() call, before it reports
+// its events handled.) If a write fails after part of a line was
 // written (disk full), the file is truncated back to the end of the last complete line, which
 // assumes this subscriber is the file's only writer.
 //
@@ -31,13 +36,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
 namespace herald {
 
 struct AuditOptions {
-  bool fsync = false;              ///< fdatasync after every line
+  bool fsync = false;              ///< fdatasync after each write call (handle, handle_batch)
   std::uint32_t file_mode = 0644;  ///< permissions of a newly created file (before umask)
   /// How long health_check() stays false after a write error.
   std::chrono::milliseconds recheck_after{10'000};
@@ -70,6 +76,13 @@ class AuditSubscriber : public Subscriber {
   void on_stop() override;
   /// Writes the line. A write error is a failure result naming the path and the reason.
   SubscriberResult handle(const EventPtr& event) override;
+  /// Writes one line per event, in order, with one writev(2) per IOV_MAX/2 events, and sets
+  /// `outcomes` (at least events.size() of them, pre-set to handled by the caller): after a write
+  /// error, the events whose lines were written whole before it stay handled, a line cut by the
+  /// error is truncated away, and the rest are marked failed (all of them with fsync on: none is
+  /// known to be durable). Returns the failure (naming the path and the reason) or success.
+  /// For a batch-capable host (EventBus::subscribe_batch); handle() is the one-event case.
+  SubscriberResult handle_batch(std::span<const EventPtr> events, std::span<HandleOutcome> outcomes);
   /// Open, and no write error within the last recheck_after (see the header comment).
   bool health_check() override;
 
@@ -84,6 +97,7 @@ class AuditSubscriber : public Subscriber {
   }
 
  private:
+  SubscriberResult write_events(std::span<const EventPtr> events, std::span<HandleOutcome> outcomes);
   void close_locked() noexcept;
   void repair_torn_tail(int fd);
 
@@ -92,9 +106,8 @@ class AuditSubscriber : public Subscriber {
   std::filesystem::path path_;
   AuditOptions options_;
 
-  mutable std::mutex mutex_;  // guards fd_, line_, last_errno_
+  mutable std::mutex mutex_;  // guards fd_, last_errno_, last_error_at_
   int fd_ = -1;
-  std::string line_;    // reused buffer: json_text() + '\n'
   int last_errno_ = 0;  // errno of the last failed write, 0 after a success
   std::chrono::steady_clock::time_point last_error_at_{};
   std::atomic<std::uint64_t> lines_{0};
