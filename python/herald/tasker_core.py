@@ -598,8 +598,8 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
     if inspect.isawaitable(result):
         if inspect.iscoroutine(result):
             result.close()  # never awaited: no "was never awaited" warning later
-        raise TypeError(f"{getattr(fn, '__qualname__', fn)} returned an awaitable: tasker-core publisher "
-                        "hooks are synchronous (write herald.BasePublisher hooks for async def)")
+        raise TypeError(f"{getattr(fn, '__qualname__', fn)} returned an awaitable: publish() runs "
+                        "tasker-core publisher hooks synchronously (a herald Worker awaits async def hooks)")
     return result
 
 
@@ -614,8 +614,10 @@ class BasePublisher(ABC):
 
     Used by a herald Worker (registered in PublisherRegistry, named by a declaration's
     ``publisher``), herald's pipeline calls the same hooks; there the payload and metadata
-    handed to before_publish/after_publish are the built (immutable) event's, and every error
-    is contained (herald's rule: publishing never fails the step)."""
+    handed to before_publish/after_publish are the built (immutable) event's, every error is
+    contained (herald's rule: publishing never fails the step), and hooks may be ``async def``
+    (awaited on the worker's loop). ``publish()`` itself runs them synchronously: an awaitable
+    from a hook is a TypeError there."""
 
     @property
     @abstractmethod
@@ -696,10 +698,23 @@ class DefaultPublisher(BasePublisher):
         return ctx.result or {}
 
 
+def _then(result: Any, post: Callable[[Any], Any]) -> Any:
+    """`post(result)`; for a hook that returned an awaitable (an ``async def`` hook), an
+    awaitable of it, which herald's worker awaits on its event loop like its own hooks'."""
+    if inspect.isawaitable(result):
+        awaitable = result
+
+        async def finish() -> Any:
+            return post(await awaitable)
+        return finish()
+    return post(result)
+
+
 class _HeraldAdapter(_HeraldBasePublisher):
     """Registered in herald's PublisherRegistry under a tasker-core publisher's name; herald's
     pipeline calls it, it calls the publisher (`target`, swapped when the name is registered
-    again; None after clear(): herald's generic behaviour)."""
+    again; None after clear(): herald's generic behaviour). Hooks may be ``async def`` here:
+    herald's worker awaits them."""
 
     def __init__(self, name: str, target: Optional[BasePublisher]) -> None:
         self.publisher_name = name
@@ -709,37 +724,43 @@ class _HeraldAdapter(_HeraldBasePublisher):
         steps = getattr(self.target, "publishes_for", None)
         return list(steps()) if callable(steps) else []
 
-    def should_publish(self, ctx: _HeraldStepEventContext) -> bool:
+    def should_publish(self, ctx: _HeraldStepEventContext) -> Any:
         target = self.target
-        return True if target is None else bool(_call(target.should_publish, StepEventContext.from_herald(ctx)))
+        if target is None:
+            return True
+        return _then(target.should_publish(StepEventContext.from_herald(ctx)), bool)
 
     def transform_payload(self, ctx: _HeraldStepEventContext) -> Any:
         target = self.target
         if target is None:
             return ctx.result
-        return _call(target.transform_payload, StepEventContext.from_herald(ctx))
+        return target.transform_payload(StepEventContext.from_herald(ctx))
 
-    def additional_metadata(self, ctx: _HeraldStepEventContext) -> dict[str, Any]:
+    def additional_metadata(self, ctx: _HeraldStepEventContext) -> Any:
         target = self.target
-        extra = {} if target is None else _call(target.additional_metadata, StepEventContext.from_herald(ctx))
-        return {"published_at": datetime.datetime.now(datetime.timezone.utc).isoformat(), **(extra or {})}
+        published_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        if target is None:
+            return {"published_at": published_at}
+        return _then(target.additional_metadata(StepEventContext.from_herald(ctx)),
+                     lambda extra: {"published_at": published_at, **(extra or {})})
 
-    def before_publish(self, ctx: _HeraldStepEventContext) -> bool:
+    def before_publish(self, ctx: _HeraldStepEventContext) -> Any:
         target, event = self.target, ctx.event
         if target is None or event is None:
             return True
-        return bool(_call(target.before_publish, event.event_name, event.payload, dict(event.metadata)))
+        return _then(target.before_publish(event.event_name, event.payload, dict(event.metadata)), bool)
 
-    def after_publish(self, ctx: _HeraldStepEventContext, event: _HeraldDomainEvent) -> None:
-        if self.target is not None:
-            _call(self.target.after_publish, event.event_name, event.payload, dict(event.metadata))
-
-    def on_publish_error(self, ctx: _HeraldStepEventContext, error: BaseException) -> None:
+    def after_publish(self, ctx: _HeraldStepEventContext, event: _HeraldDomainEvent) -> Any:
         if self.target is None:
-            return
+            return None
+        return self.target.after_publish(event.event_name, event.payload, dict(event.metadata))
+
+    def on_publish_error(self, ctx: _HeraldStepEventContext, error: BaseException) -> Any:
+        if self.target is None:
+            return None
         payload = ctx.event.payload if ctx.event is not None else (ctx.result if isinstance(ctx.result, dict) else {})
         exc = error if isinstance(error, Exception) else RuntimeError(str(error))
-        _call(self.target.on_publish_error, ctx.event_name, exc, payload)
+        return self.target.on_publish_error(ctx.event_name, exc, payload)
 
 
 class PublisherRegistry:

@@ -861,3 +861,27 @@ def test_an_async_publisher_hook_is_an_error_not_a_silent_coroutine():
     assert publisher.publish(make_ctx(), "payment.processed") is False
     _, error, _ = dict(publisher.calls)["on_publish_error"]
     assert isinstance(error, TypeError) and "synchronous" in str(error)
+
+
+def test_in_a_worker_async_publisher_hooks_are_awaited():
+    class AsyncPayments(PaymentPublisher):
+        async def should_publish(self, ctx):
+            return True
+
+        async def transform_payload(self, ctx):
+            return {"async": True, "txn": ctx.result["transaction_id"]}
+
+        async def additional_metadata(self, ctx):
+            return {"hook": "async"}
+
+        async def before_publish(self, event_name, payload, metadata):
+            return payload["txn"] != "skip-me"
+
+    PublisherRegistry.instance().register(AsyncPayments())
+    got = []
+    with herald.Worker(name="tc-async", steps=PAYMENT_STEPS) as worker:
+        worker.bus.subscribe("#", got.append)
+        worker.complete_step(completion("skip-me"))
+        worker.complete_step(completion("tx-9"))
+        assert worker.drain(5)
+    assert [(e.payload, e.metadata["hook"]) for e in got] == [({"async": True, "txn": "tx-9"}, "async")]
