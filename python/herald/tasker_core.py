@@ -647,9 +647,10 @@ class BasePublisher(ABC):
                 bus: Union[EventBus, Worker, None] = None) -> bool:
         """Runs the hooks and publishes the event on `bus` (default: ``default_bus()``).
         `ctx` is a StepEventContext (the event is `event_name`, default the step's name) or a
-        PublishContext (its event_name and step_context; step_result's result when the context has
-        none). True when
-        published; False when skipped, aborted or failed."""
+        PublishContext (its event_name and step_context; step_result's result when the context
+        has none). True when published; False when skipped, aborted or failed. Payload and
+        metadata must be JSON-serialisable (herald's TypeError, naming the key path, goes to
+        on_publish_error)."""
         if isinstance(ctx, PublishContext):
             event_name = event_name or ctx.event_name
             step_ctx = ctx.step_context
