@@ -317,8 +317,9 @@ class EventDeclaration(_Model):
 
     def to_herald(self, *, durable_as: Optional[str] = None) -> dict[str, Any]:
         """This declaration as herald's configuration takes it (``fast`` becomes
-        ``in_process``). herald has no durable road yet: ``durable`` raises ValueError unless
-        ``durable_as`` names the mode to use instead (e.g. ``"zeromq"`` or ``"broadcast"``)."""
+        ``in_process``). Declarations cannot name herald's durable road yet: ``durable`` raises
+        ValueError unless ``durable_as`` names the mode to use instead (``"zeromq"`` or
+        ``"broadcast"``)."""
         out: dict[str, Any] = {"name": self.name}
         if self.condition is not None:
             out["condition"] = self.condition
