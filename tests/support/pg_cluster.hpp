@@ -42,7 +42,10 @@ class PgCluster {
   }
 
   /// Creates the cluster (initdb) and starts it. Throws std::runtime_error with the log on failure.
-  explicit PgCluster(std::string password = "herald-test-secret") : password_(std::move(password)) {
+  /// Tests run with fsync off (speed; a crash of the server process, which is what they
+  /// simulate, loses nothing either way); benchmarks pass fsync = true, as shipped.
+  explicit PgCluster(std::string password = "herald-test-secret", bool fsync = false)
+      : password_(std::move(password)), fsync_(fsync) {
     std::string templ = (std::filesystem::temp_directory_path() / "herald-pg-XXXXXX").string();
     if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + templ);
     dir_ = templ;
@@ -80,7 +83,7 @@ class PgCluster {
     run_checked({bin_dir() + "/pg_ctl", "-D", data_dir(), "-l", dir_ + "/server.log", "-w", "-t", "120",
                  "-o",
                  "-c listen_addresses='' -c unix_socket_directories='" + dir_ +
-                     "' -c fsync=off -c max_connections=60",
+                     "' -c fsync=" + (fsync_ ? "on" : "off") + " -c max_connections=60",
                  "start"},
                 "pg_ctl start");
     running_ = true;
@@ -148,6 +151,7 @@ class PgCluster {
   }
 
   std::string password_;
+  bool fsync_ = false;
   std::string dir_;
   bool as_root_ = false;
   bool running_ = false;

@@ -1,6 +1,7 @@
 // Names, start positions, DSN redaction, connections and checked execution.
 #include "pq.hpp"
 
+#include <herald/events/log.hpp>
 #include <herald/postgres/common.hpp>
 
 #include <cctype>
@@ -234,6 +235,16 @@ Connection Connection::open(const std::string& dsn) {
                                         : "cannot connect to PostgreSQL") +
                            " (" + redact_dsn(dsn) + "): " + reason);
   }
+  // Server notices and warnings ("terminating connection due to ...") go to herald's log at
+  // debug level instead of libpq's default, stderr.
+  PQsetNoticeProcessor(
+      c.get(),
+      [](void*, const char* message) {
+        std::string m = message != nullptr ? message : "";
+        while (!m.empty() && m.back() == '\n') m.pop_back();
+        logger()->debug("postgres: {}", m);
+      },
+      nullptr);
   return c;
 }
 
