@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config ccache
   libzmq3-dev cppzmq-dev nlohmann-json3-dev libre2-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-dev pybind11-dev python3-pytest python3-zmq)
+  python3 python3-dev pybind11-dev python3-pytest python3-zmq
+  postgresql libpq-dev)
 
 missing=()
 for p in "${packages[@]}"; do
