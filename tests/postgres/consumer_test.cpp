@@ -269,3 +269,45 @@ TEST_F(DurableTest, OneMemberOfAGroupIsActiveAndAStandbyTakesOverAfterAStop) {
 
 }  // namespace
 }  // namespace herald::testing
+
+namespace herald::testing {
+namespace {
+
+// The statements of docs/durable.md "Plain SQL for every other language", verbatim.
+TEST_F(DurableTest, ThePlainSqlConsumerOfTheDocsReadsAndCommits) {
+  auto published = publish(5);
+  EXPECT_EQ(column("INSERT INTO herald.consumer_groups (stream, group_name, committed_offset) "
+                   "VALUES ('payments_domain_events', 'billing', 0) ON CONFLICT DO NOTHING").size(), 0u);
+  const std::string acquire =
+      "UPDATE herald.consumer_groups "
+      "   SET owner = 'billing-worker-1', lease_until = now() + interval '30 seconds', updated_at = now() "
+      " WHERE stream = 'payments_domain_events' AND group_name = 'billing' "
+      "   AND (owner IS NULL OR owner = 'billing-worker-1' OR lease_until < now()) "
+      "RETURNING committed_offset";
+  ASSERT_EQ(column(acquire), std::vector<std::string>{"0"});
+  auto rows = column("SELECT body::jsonb ->> 'event_id' FROM herald.events "
+                     " WHERE stream = 'payments_domain_events' AND event_offset > 0 "
+                     " ORDER BY event_offset LIMIT 100");
+  ASSERT_EQ(rows.size(), 5u);
+  for (std::size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(rows[i], published[i]->event_id());
+  column("UPDATE herald.consumer_groups "
+         "   SET committed_offset = 5, lease_until = now() + interval '30 seconds', updated_at = now() "
+         " WHERE stream = 'payments_domain_events' AND group_name = 'billing' AND owner = 'billing-worker-1'");
+  EXPECT_EQ(scalar("SELECT committed_offset FROM herald.consumer_groups WHERE group_name = 'billing'"), "5");
+  // A herald member of the same group stands by while the SQL member holds the lease.
+  Handled seen;
+  auto o = consumer_options("billing");
+  o.lease = 1s;
+  DurableConsumer c(o, seen.handlers());
+  c.start();
+  publish(1, "payments_domain_events", 6);
+  EXPECT_FALSE(wait_for([&] { return c.active(); }, 500ms));
+  column("UPDATE herald.consumer_groups SET owner = NULL, lease_until = NULL "
+         " WHERE stream = 'payments_domain_events' AND group_name = 'billing' AND owner = 'billing-worker-1'");
+  ASSERT_TRUE(wait_for([&] { return seen.size() == 1; }, 10s));
+  EXPECT_EQ(seen.offsets(), iota(6, 6));
+  c.stop();
+}
+
+}  // namespace
+}  // namespace herald::testing
