@@ -3,7 +3,11 @@
 #include <herald/events/error.hpp>
 #include <herald/events/json_fields.hpp>
 
+#include "json_codec.hpp"
+
+#include <array>
 #include <climits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -83,7 +87,143 @@ StepCompletion read_completion(Tree<Move> j) {
 
 StepCompletion StepCompletion::from_json(const json& j) { return read_completion<false>(j); }
 
+// The fast path of parse(): reads the text once (json_codec's reader), keeps the top-level
+// object's values in one slot per known key instead of a json object (no tree node and no key
+// string per field; a repeated key overwrites its slot, as in the tree), builds a json value only
+// for result, metadata, error and unknown keys, and fills the completion when every field has
+// the shape it must have. Anything else (not JSON, not an object, too deep, a field of the wrong
+// type or out of range) returns nullopt, and parse() takes the general path, which words the
+// error exactly as before.
+class CompletionSlots {
+ public:
+  enum Slot : std::uint8_t {
+    step_name, success, task_uuid, step_uuid, namespace_name, correlation_id, retryable,
+    retry_count, max_retries, result, metadata, error, other, kSlots
+  };
+
+  static std::optional<StepCompletion> read(std::string_view text) {
+    CompletionSlots slots;
+    if (detail::json_codec::read_json(text, slots) != detail::json_codec::ReadStatus::ok ||
+        !slots.object_) {
+      return std::nullopt;
+    }
+    return slots.complete();
+  }
+
+  bool null() { return value([](auto& b) { return b.null(); }); }
+  bool boolean(bool v) { return value([v](auto& b) { return b.boolean(v); }); }
+  bool number_integer(std::int64_t v) { return value([v](auto& b) { return b.number_integer(v); }); }
+  bool number_unsigned(std::uint64_t v) { return value([v](auto& b) { return b.number_unsigned(v); }); }
+  bool number_float(double v, const std::string& t) {
+    return value([v, &t](auto& b) { return b.number_float(v, t); });
+  }
+  bool string(std::string& v) { return value([&v](auto& b) { return b.string(v); }); }
+  bool binary(json::binary_t&) { return false; }
+  bool key(std::string& k) {
+    if (level_ > 1) return sub_->key(k);
+    Slot slot = other;
+    static constexpr std::array<std::string_view, other> kKeys = {
+        "step_name", "success", "task_uuid", "step_uuid", "namespace", "correlation_id",
+        "retryable", "retry_count", "max_retries", "result", "metadata", "error"};
+    for (std::size_t i = 0; i < kKeys.size(); ++i) {
+      if (kKeys[i] == k) {
+        slot = static_cast<Slot>(i);
+        break;
+      }
+    }
+    sub_.emplace(slots_[slot], json_fields::kMaxDepth - 1);
+    return true;
+  }
+  bool start_object(std::size_t n) {
+    if (level_ == 0) {
+      level_ = 1;
+      object_ = true;
+      return true;
+    }
+    ++level_;
+    return sub_->start_object(n);
+  }
+  bool start_array(std::size_t n) {
+    if (level_ == 0) return false;  // not an object: the general path says so
+    ++level_;
+    return sub_->start_array(n);
+  }
+  bool end_object() {
+    if (--level_ == 0) return true;
+    return sub_->end_object();
+  }
+  bool end_array() {
+    --level_;
+    return sub_->end_array();
+  }
+
+ private:
+  template <class F>
+  bool value(F&& put) {
+    if (level_ == 0) return false;  // a scalar text: the general path words the error
+    return put(*sub_);
+  }
+
+  static bool take(json& slot, std::string& out) {
+    if (slot.is_null()) return true;
+    if (!slot.is_string()) return false;
+    out = std::move(slot.get_ref<std::string&>());
+    return true;
+  }
+  static bool take(json& slot, bool& out) {
+    if (slot.is_null()) return true;
+    if (!slot.is_boolean()) return false;
+    out = slot.get<bool>();
+    return true;
+  }
+  static bool take(json& slot, int& out) {
+    if (slot.is_null()) return true;
+    if (!slot.is_number_unsigned()) return false;  // negative, float: the general path
+    const auto v = slot.get<std::uint64_t>();
+    if (v > static_cast<std::uint64_t>(INT_MAX)) return false;
+    out = static_cast<int>(v);
+    return true;
+  }
+
+  std::optional<StepCompletion> complete() {
+    StepCompletion c;
+    if (!slots_[step_name].is_string() || !slots_[success].is_boolean()) return std::nullopt;
+    if (!take(slots_[step_name], c.step_name) || c.step_name.empty()) return std::nullopt;
+    c.success = slots_[success].get<bool>();
+    if (!take(slots_[task_uuid], c.task_uuid) || !take(slots_[step_uuid], c.step_uuid) ||
+        !take(slots_[namespace_name], c.namespace_name) ||
+        !take(slots_[correlation_id], c.correlation_id) ||
+        !take(slots_[retryable], c.retryable) || !take(slots_[retry_count], c.retry_count) ||
+        !take(slots_[max_retries], c.max_retries)) {
+      return std::nullopt;
+    }
+    if (!slots_[result].is_null()) c.result = std::move(slots_[result]);
+    if (slots_[metadata].is_object()) {
+      c.metadata = std::move(slots_[metadata]);
+    } else if (!slots_[metadata].is_null()) {
+      return std::nullopt;
+    }
+    json& e = slots_[error];
+    if (e.is_string()) {
+      c.error = StepError{std::move(e.get_ref<std::string&>()), ""};
+    } else if (e.is_object()) {
+      // The same reads as the general path (and the same errors, since they come last there).
+      c.error = StepError{jf::optional_string(e, "message", "error").value_or(""),
+                          jf::optional_string(e, "error_type", "error").value_or("")};
+    } else if (!e.is_null()) {
+      return std::nullopt;
+    }
+    return c;
+  }
+
+  std::array<json, kSlots> slots_;
+  std::optional<detail::json_codec::DomBuilder> sub_;
+  int level_ = 0;
+  bool object_ = false;
+};
+
 StepCompletion StepCompletion::parse(std::string_view json_text) {
+  if (auto fast = CompletionSlots::read(json_text)) return std::move(*fast);
   json j;
   try {
     j = jf::parse_bounded(json_text);
