@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -38,6 +39,67 @@ struct RunOptions {
 // Counts shared by the input threads and the progress/summary printer.
 struct IntakeCounters {
   std::atomic<std::uint64_t> lines{0}, accepted{0}, bad{0}, refused{0};
+};
+
+// Back-pressure with hysteresis for input threads that outrun the worker. A `block` intake
+// that is full makes complete_step() wait, and the intake thread then wakes the waiting input
+// thread for every completion it takes: a context switch per completion on each side. Instead,
+// the input threads keep at most `limit` completions submitted but not yet processed (so
+// complete_step() finds room and never waits) and, at the limit, sleep until the worker has
+// processed down to half of it: one wake-up per limit/2 completions. Processed completions are
+// counted by the worker's on_success/on_error hooks (every completion the intake thread
+// processes runs exactly one of them). A wait is bounded (100 ms slices, and it ends when the
+// worker stops), after which the input thread submits anyway and complete_step()'s own policy
+// applies, so a completion that left without a hook can slow the reader, never stall it.
+class IntakeWindow {
+ public:
+  explicit IntakeWindow(std::uint64_t limit) : limit_(limit), low_(limit / 2) {}
+
+  /// Before submitting one completion: waits while `limit` are in flight.
+  template <class Stopping>
+  void acquire(const Stopping& stopping) {
+    if (in_flight() < limit_) {
+      submitted_.fetch_add(1);
+      return;
+    }
+    {
+      std::unique_lock lock(mutex_);
+      waiting_.store(true);
+      while (in_flight() > low_ && !stopping()) {
+        if (cv_.wait_for(lock, std::chrono::milliseconds(100)) == std::cv_status::timeout) break;
+      }
+      waiting_.store(false);
+    }
+    submitted_.fetch_add(1);
+  }
+  /// A submission that was not accepted (refused, or it threw before reaching the worker).
+  void cancel() { submitted_.fetch_sub(1); }
+  /// The worker processed one completion (on its intake thread).
+  void processed() {
+    const auto done = done_.fetch_add(1) + 1;
+    if (waiting_.load() && submitted_.load() - done <= low_) {
+      std::lock_guard lock(mutex_);
+      cv_.notify_all();
+    }
+  }
+  /// Wakes waiters (the worker is stopping).
+  void wake() {
+    std::lock_guard lock(mutex_);
+    cv_.notify_all();
+  }
+
+ private:
+  // done_ first: it never passes submitted_ (accepted completions), so the difference cannot wrap.
+  std::uint64_t in_flight() const {
+    const auto done = done_.load();
+    return submitted_.load() - done;
+  }
+
+  const std::uint64_t limit_, low_;
+  std::atomic<std::uint64_t> submitted_{0}, done_{0};
+  std::atomic<bool> waiting_{false};
+  std::mutex mutex_;
+  std::condition_variable cv_;
 };
 
 void print_summary(const Worker& worker_const, const IntakeCounters& counts, const WorkerStopReport& report,
@@ -104,9 +166,25 @@ int run_worker(const RunOptions& options) {
     std::fprintf(stderr, "herald run: %s\n", e.what());
     return 2;
   }
+  // The window applies to a `block` intake only: with a drop policy, a full intake dropping
+  // completions is what the configuration asks for.
+  std::optional<IntakeWindow> window;
+  if (config.intake_overflow == OverflowPolicy::block) window.emplace(config.intake_capacity);
   Worker worker(std::move(config));
+  if (window) {
+    worker.on_success([&window](const StepCompletion&) { window->processed(); });
+    worker.on_error([&window](const StepCompletion&, const PublishFailure&) { window->processed(); });
+  }
   IntakeCounters counts;
   std::atomic<bool> input_done{false}, strict_failed{false};
+  // Submits one completion through the window; true when the worker accepted it.
+  auto submit = [&](StepCompletion&& completion) {
+    if (!window) return worker.complete_step(std::move(completion));
+    window->acquire([&] { return worker.state() != WorkerState::running; });
+    const bool accepted = worker.complete_step(std::move(completion));
+    if (!accepted) window->cancel();
+    return accepted;
+  };
 
   std::mutex state_mutex;
   std::condition_variable state_cv;
@@ -117,6 +195,7 @@ int run_worker(const RunOptions& options) {
       observed = to;
     }
     state_cv.notify_all();
+    if (window && to != WorkerState::running) window->wake();
   });
   auto wait_running = [&] {
     std::unique_lock lock(state_mutex);
@@ -165,7 +244,7 @@ int run_worker(const RunOptions& options) {
           ++seen;
           if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
           try {
-            if (!worker.complete_step(StepCompletion::parse(line))) ++refused;
+            if (!submit(StepCompletion::parse(line))) ++refused;
             else ++accepted;
           } catch (const Error& e) {
             ++bad;
@@ -204,7 +283,7 @@ int run_worker(const RunOptions& options) {
           ++number;
           counts.lines.fetch_add(1);
           try {
-            if (!worker.complete_step(StepCompletion::parse(msg.to_string_view()))) counts.refused.fetch_add(1);
+            if (!submit(StepCompletion::parse(msg.to_string_view()))) counts.refused.fetch_add(1);
             else counts.accepted.fetch_add(1);
           } catch (const Error& e) {
             counts.bad.fetch_add(1);
