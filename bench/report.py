@@ -5,7 +5,8 @@
 
 RAW_DIR holds bench_inline.json, bench_pipeline.json, bench_fanout.json (Google Benchmark JSON,
 repetitions with aggregates), bench_memory.jsonl (one JSON object per run) and optionally
-zmq_scenario4.json (bench/zmq_scenario4.cpp: every repetition of scenario 4). Writes
+zmq_scenario4.json (bench/zmq_scenario4.cpp: every repetition of scenario 4) and optionally
+s7.json (bench/s7_bench.py: scenario S7, `herald run` end to end against a naive script). Writes
 OUT_DIR/latest.json, OUT_DIR/latest.md and, when matplotlib imports,
 OUT_DIR/events_vs_subscribers.png and OUT_DIR/latency_percentiles.png. Every figure is a median
 over the repetitions; the spread is the coefficient of variation (stddev / mean) over the same
@@ -379,6 +380,49 @@ def main():
                      f"{r['median']:.2f}x (reps {r['min']:.2f}-{r['max']:.2f}; {fmt_rate(h)} vs "
                      f"{fmt_rate(j)}); {raw_r['median']:.2f} of raw bytes{extra}")
 
+    # ---- Scenario S7: herald run end to end (issue 16) ----
+    s7 = None
+    s7path = os.path.join(raw, "s7.json")
+    if os.path.exists(s7path):
+        with open(s7path) as f:
+            s7 = json.load(f)
+        result["scenarios"]["7_run"] = s7
+        summary, ratios = s7["summary"], s7["ratios"]
+        naive_rate = summary["naive"]["completions_per_s"]["median"]
+        for variant, label, target in (("file", "herald run --steps FILE", 5.0),
+                                       ("listen", "herald run --listen (sender process)", 3.0),
+                                       ("inline", "herald run --steps FILE, inline_dispatch", None)):
+            if variant not in ratios:
+                continue
+            x, r = summary[variant], ratios[variant]
+            goal(f"S7 {label} / naive Python script, throughput", r["median"],
+                 f">= {target:.0f}x" if target else "(reported)",
+                 (r["median"] >= target) if target else None,
+                 f"{r['median']:.2f}x (reps {min(r['all']):.2f}-{max(r['all']):.2f}; "
+                 f"{fmt_rate(x['completions_per_s']['median'])} vs {fmt_rate(naive_rate)})")
+            if variant == "file":
+                v = x["voluntary_ctx_per_completion"]["median"]
+                goal("S7 voluntary context switches per completion (herald run --steps FILE)", v,
+                     "<= 0.05", v <= 0.05, f"{v:.3f}")
+            for key, name, unit in (("completions_per_s", "completions/s", ""),
+                                    ("cpu_us_per_completion", "CPU per completion", " µs"),
+                                    ("voluntary_ctx_per_completion",
+                                     "voluntary context switches per completion", ""),
+                                    ("max_rss_kib", "peak RSS", " MiB")):
+                med, cv = x[key]["median"], x[key]["cv"]
+                text = (fmt_rate(med) if key == "completions_per_s" else
+                        f"{med / 1024:.1f}{unit}" if key == "max_rss_kib" else
+                        f"{med:.2f}{unit}" if key == "cpu_us_per_completion" else f"{med:.3f}")
+                rows.append(("S7 " + variant, name, text, fmt_cv(cv)))
+        n = summary["naive"]
+        rows.append(("S7 naive script", "completions/s", fmt_rate(n["completions_per_s"]["median"]),
+                     fmt_cv(n["completions_per_s"]["cv"])))
+        rows.append(("S7 naive script", "CPU per completion",
+                     f"{n['cpu_us_per_completion']['median']:.2f} µs",
+                     fmt_cv(n["cpu_us_per_completion"]["cv"])))
+        rows.append(("S7 naive script", "peak RSS", f"{n['max_rss_kib']['median'] / 1024:.1f} MiB",
+                     fmt_cv(n["max_rss_kib"]["cv"])))
+
     result["goals"] = goals
 
     with open(os.path.join(out, "latest.json"), "w") as f:
@@ -403,6 +447,18 @@ def main():
         lines.append("| " + " | ".join(row) + " |")
     if s4:
         lines += scenario4_lines(s4)
+    if s7:
+        lines += ["", "## Scenario S7: `herald run` end to end", "",
+                  f"{s7['lines']:,} step completions ({s7['input_bytes'] / s7['lines']:.0f} B each, "
+                  "bench/s7_make_input.py) from a JSON Lines file to an audit and a metrics "
+                  "subscriber (bench/s7_config.json), against bench/s7_naive.py doing the same work "
+                  "on the same file (json.loads, an event dict with uuid4 and timestamp, json.dumps "
+                  "to an audit file, a count by name). `listen`: the completions arrive over "
+                  "ZeroMQ PUSH from bench/s7_sender (its CPU and switches are added). `inline`: "
+                  "the same run with `inline_dispatch`. Wall time, CPU, context switches and peak "
+                  f"RSS from wait4(2); {s7['reps']} repetitions, naive and herald back to back in "
+                  "each, ratios paired per repetition, then the median; every audit trail checked "
+                  "(one line per completion)."]
     if plot(result, out):
         lines += ["", "![events/s vs subscribers](events_vs_subscribers.png)"]
     if s4 and plot_latency(result, out):

@@ -93,6 +93,7 @@ def run_naive(work, steps, lines):
     wall, usage = run_measured([sys.executable, os.path.join(HERE, "s7_naive.py"), steps, audit],
                                folder)
     assert count_lines(audit) == lines, "naive: audit line count"
+    os.remove(audit)  # ~130 MB per run
     return figures(wall, [usage], lines)
 
 
@@ -102,6 +103,7 @@ def run_file(herald, work, steps, lines, inline=False):
     wall, usage = run_measured([herald, "run", "-q", "--config", config, "--steps", steps], folder)
     got = count_lines(os.path.join(folder, "audit.jsonl"))
     assert got == lines, f"herald: {got} audit lines, expected {lines}"
+    os.remove(os.path.join(folder, "audit.jsonl"))
     return figures(wall, [usage], lines)
 
 
@@ -150,6 +152,7 @@ def run_listen(herald, sender, work, steps, lines):
     _, status, usage = os.wait4(server.pid, 0)
     server.stderr.close()
     assert count_lines(audit) == lines
+    os.remove(audit)
     return figures(wall, [usage, sender_usage], lines)
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs herald's benchmarks (issue 6) and writes bench/results/latest.{json,md} (+ a PNG plot)
+# Runs herald's benchmarks (issue 6, and S7 of issue 16) and writes bench/results/latest.{json,md} (+ a PNG plot)
 # and bench/results/python.{json,md} (scenario 5, bench/python_bench.py).
 #
 #   scripts/bench.sh            # install extras if missing, build build-bench, run, report
@@ -32,7 +32,7 @@ if [ ! -f "$build_dir/CMakeCache.txt" ]; then
   cmake -S . -B "$build_dir" -DHERALD_BUILD_BENCH=ON -DCMAKE_BUILD_TYPE=Release \
     -DHERALD_BUILD_PYTHON=OFF -DHERALD_BUILD_TESTS=OFF >/dev/null
 fi
-targets=(bench_inline bench_pipeline bench_memory bench_fanout zmq_scenario4 herald)
+targets=(bench_inline bench_pipeline bench_memory bench_fanout zmq_scenario4 s7_sender herald)
 cmake --build "$build_dir" -j"${HERALD_BENCH_JOBS:-1}" --target "${targets[@]}" 2>&1 |
   { grep -vE '^\[ *[0-9]+%\]|^-- ' || true; }
 
@@ -63,6 +63,15 @@ rm -f "$raw/zmq_throughput.md"  # the single-process predecessor's output
 timeout 900 "$build_dir/bench/zmq_scenario4" run --reps "$reps" --herald "$build_dir/herald" \
   --scale "${HERALD_BENCH_ZMQ_SCALE:-1}" --out "$raw/zmq_scenario4.json" \
   2>"$build_dir/zmq_scenario4.log" || echo "zmq_scenario4 failed (see $build_dir/zmq_scenario4.log)" >&2
+
+# Scenario S7 (issue 16): `herald run` end to end (a 300,000-line JSON Lines file to audit +
+# metrics subscribers; the --listen variant fed by bench/s7_sender; the inline_dispatch
+# variant) against the naive Python script bench/s7_naive.py, paired per repetition, about
+# 30 s per repetition. Writes $raw/s7.json; HERALD_BENCH_S7_LINES changes the input size.
+echo "bench: s7 x$reps (herald run end to end vs a naive Python script)" >&2
+/usr/bin/python3 bench/s7_bench.py --herald "$build_dir/herald" --sender "$build_dir/bench/s7_sender" \
+  --lines "${HERALD_BENCH_S7_LINES:-300000}" --reps "$reps" --work "$build_dir/s7" \
+  --out "$raw/s7.json" 2>"$build_dir/s7.log" || echo "s7 failed (see $build_dir/s7.log)" >&2
 
 /usr/bin/python3 bench/report.py "$raw" bench/results
 
