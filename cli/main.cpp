@@ -1,5 +1,6 @@
 // herald: the command-line entry point. Each subcommand registers itself (commands.hpp).
 #include "commands.hpp"
+#include "durable_commands.hpp"
 
 #include <herald/events/error.hpp>
 
@@ -18,6 +19,8 @@ int main(int argc, char** argv) {
   herald::cli::add_keygen_command(app);
   herald::cli::add_run_command(app);
   herald::cli::add_demo_command(app);
+  herald::cli::add_consume_command(app);
+  herald::cli::add_durable_command(app);
 
   try {
     app.parse(argc, argv);  // runs the chosen subcommand's callback

@@ -523,6 +523,15 @@ void DurableConsumer::stop() {
   m.running.store(false);
 }
 
+void DurableConsumer::request_stop() noexcept {
+  auto& m = *impl_;
+  m.stop_flag.store(true);
+  if (m.wake_fd >= 0) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(m.wake_fd, &one, sizeof one);
+  }
+}
+
 nlohmann::json DurableConsumer::stats() const {
   auto& m = *impl_;
   auto get = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };

@@ -117,6 +117,10 @@ class DurableConsumer {
   /// comes again), commits, releases the lease, closes. Idempotent.
   void stop();
 
+  /// Asks the consumer thread to stop after the event in hand (which is then committed) without
+  /// waiting for it: callable from a hook (e.g. "stop after N events"). stop() still joins.
+  void request_stop() noexcept;
+
   /// {"handled", "failed_attempts", "retries", "dead_lettered", "malformed", "filtered",
   ///  "skipped", "redriven", "gaps", "reconnects", "leases_acquired", "lease_lost", "active",
   ///  "position", "committed_offset", "member_id", "last_error"}.
