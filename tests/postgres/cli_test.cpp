@@ -1,0 +1,126 @@
+// The herald command's durable road (herald consume, herald durable ...) as a real process
+// against a real PostgreSQL. Skips when the herald binary was not built.
+#include "pg_fixture.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <sstream>
+
+extern char** environ;
+
+namespace herald::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct CliRun {
+  int code = -1;
+  std::vector<std::string> lines;  // stdout
+  std::string err;
+};
+
+class DurableCli : public DurableTest {
+ protected:
+  void SetUp() override {
+    bin_ = std::string(HERALD_BINARY_DIR) + "/herald";
+    if (::access(bin_.c_str(), X_OK) != 0) GTEST_SKIP() << "herald not built at " << bin_;
+    DurableTest::SetUp();
+  }
+
+  // Runs herald with HERALD_TEST_DSN set to the cluster's DSN.
+  CliRun herald(std::vector<std::string> args) {
+    args.insert(args.begin(), bin_);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env{"HERALD_TEST_DSN=" + dsn()};
+    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+    std::vector<char*> envp;
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    const std::string out = cluster_->dir() + "/cli.out", err = cluster_->dir() + "/cli.err";
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid = 0;
+    CliRun r;
+    if (::posix_spawn(&pid, bin_.c_str(), &fa, nullptr, argv.data(), envp.data()) != 0) return r;
+    posix_spawn_file_actions_destroy(&fa);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::ifstream o(out);
+    for (std::string line; std::getline(o, line);) r.lines.push_back(line);
+    std::stringstream e;
+    e << std::ifstream(err).rdbuf();
+    r.err = e.str();
+    return r;
+  }
+
+  std::string bin_;
+};
+
+TEST_F(DurableCli, ConsumePrintsCountEventsInOrderAndTheNextRunContinues) {
+  auto published = publish(5);
+  auto first = herald({"consume", "--dsn-env", "HERALD_TEST_DSN", "--stream", "payments_domain_events",
+                       "--group", "cli", "--from", "beginning", "--count", "3", "payment.*"});
+  ASSERT_EQ(first.code, 0) << first.err;
+  ASSERT_EQ(first.lines.size(), 3u) << first.err;
+  for (int i = 0; i < 3; ++i) {
+    auto j = nlohmann::json::parse(first.lines[i]);
+    EXPECT_EQ(j["offset"], i + 1);
+    EXPECT_EQ(j["stream"], "payments_domain_events");
+    EXPECT_EQ(j["event_id"], published[i]->event_id());
+    EXPECT_EQ(j["payload"]["i"], i + 1);
+  }
+  EXPECT_EQ(scalar("SELECT committed_offset FROM herald.consumer_groups WHERE group_name = 'cli'"), "3")
+      << "exactly the printed events are committed";
+  auto second = herald({"consume", "--dsn-env", "HERALD_TEST_DSN", "--stream", "payments_domain_events",
+                        "--group", "cli", "--count", "5", "--timeout-ms", "1500", "#"});
+  EXPECT_EQ(second.code, 1) << "timed out before --count";
+  ASSERT_EQ(second.lines.size(), 2u) << second.err;
+  EXPECT_EQ(nlohmann::json::parse(second.lines[0])["offset"], 4);
+  EXPECT_NE(second.err.find("\"timed_out\":true"), std::string::npos) << second.err;
+}
+
+TEST_F(DurableCli, OperationsPrintJsonAndErrorsExitOneWithoutThePassword) {
+  publish(10);
+  auto replay = herald({"durable", "replay", "--dsn-env", "HERALD_TEST_DSN", "--stream", "payments_domain_events",
+                        "--group", "ops", "--from", "4"});
+  ASSERT_EQ(replay.code, 0) << replay.err;
+  EXPECT_EQ(nlohmann::json::parse(replay.lines.at(0))["committed_offset"], 3);
+  auto groups = herald({"durable", "groups", "--dsn-env", "HERALD_TEST_DSN"});
+  ASSERT_EQ(groups.code, 0) << groups.err;
+  EXPECT_EQ(nlohmann::json::parse(groups.lines.at(0))["lag"], 7);
+  auto prune = herald({"durable", "prune", "--dsn-env", "HERALD_TEST_DSN", "--stream", "payments_domain_events",
+                       "--max-events", "4"});
+  ASSERT_EQ(prune.code, 0) << prune.err;
+  EXPECT_EQ(nlohmann::json::parse(prune.lines.at(0))["deleted"], 6);
+  auto dead = herald({"durable", "dead-letters", "--dsn-env", "HERALD_TEST_DSN", "--stream", "payments_domain_events"});
+  EXPECT_EQ(dead.code, 0) << dead.err;
+  EXPECT_TRUE(dead.lines.empty());
+
+  auto wrong = herald({"consume", "--dsn", cluster_->dsn("postgres", "Wrong-Pass-77"), "--stream", "s", "--group",
+                       "g", "#"});
+  EXPECT_EQ(wrong.code, 1);
+  EXPECT_NE(wrong.err.find("refused the credentials"), std::string::npos) << wrong.err;
+  EXPECT_EQ(wrong.err.find("Wrong-Pass-77"), std::string::npos) << wrong.err;
+  auto bad = herald({"consume", "--dsn-env", "HERALD_TEST_DSN", "--stream", "s;drop", "--group", "g", "#"});
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("invalid stream name 's;drop'"), std::string::npos) << bad.err;
+  auto missing = herald({"durable", "groups", "--dsn-env", "HERALD_TEST_DSN", "--schema", "absent"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.err.find("schema 'absent' does not exist"), std::string::npos) << missing.err;
+  auto unset = herald({"durable", "groups", "--dsn-env", "HERALD_NO_SUCH_VARIABLE"});
+  EXPECT_EQ(unset.code, 1);
+  EXPECT_NE(unset.err.find("HERALD_NO_SUCH_VARIABLE"), std::string::npos) << unset.err;
+}
+
+}  // namespace
+}  // namespace herald::testing
