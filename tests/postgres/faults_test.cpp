@@ -121,6 +121,58 @@ TEST_F(DurableTest, AConsumerKilledMidBatchRestartsWithoutSkippingAndRedeliversO
   EXPECT_EQ(twice, child_last - committed);
 }
 
+// The body of the child of the publisher kill -9 test: publishes events i = 1, 2, ... and
+// appends the publisher's committed count to a file after every 50 sends, until it is killed.
+TEST(DurableChild, PublishesUntilKilled) {
+  const char* dsn = std::getenv("HERALD_PG_CHILD_DSN");
+  const char* out = std::getenv("HERALD_PG_CHILD_COMMITTED");
+  if (dsn == nullptr || out == nullptr) GTEST_SKIP() << "helper process of APublisherKilled...";
+  const int fd = ::open(out, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  ASSERT_GE(fd, 0);
+  DurablePublisherOptions o;
+  o.dsn = dsn;
+  o.stream = "payments_domain_events";
+  o.max_batch = 25;
+  DurablePublisher p(o);
+  p.start();
+  for (int i = 1;; ++i) {
+    EventMetadata m;
+    p.send(DomainEvent::create("payment.processed", {{"i", i}}, m));
+    if (i % 50 == 0) {
+      const std::string line = std::to_string(p.committed()) + "\n";
+      if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) std::abort();
+      std::this_thread::sleep_for(1ms);
+    }
+  }
+}
+
+TEST_F(DurableTest, APublisherKilledWithSigkillLeavesEveryReportedCommitInTheLog) {
+  const std::string out = cluster_->dir() + "/child-committed.txt";
+  std::vector<std::string> env_store{"HERALD_PG_CHILD_DSN=" + dsn(), "HERALD_PG_CHILD_COMMITTED=" + out};
+  for (char** e = environ; *e != nullptr; ++e) env_store.emplace_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string self = "/proc/self/exe", filter = "--gtest_filter=DurableChild.PublishesUntilKilled";
+  char* argv[] = {self.data(), filter.data(), nullptr};
+  pid_t child = 0;
+  ASSERT_EQ(::posix_spawn(&child, "/proc/self/exe", nullptr, nullptr, argv, envp.data()), 0);
+  const bool reached = wait_for([&] {
+    auto v = read_offsets(out);
+    return !v.empty() && v.back() >= 500;
+  }, 60s);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(reached) << "the child never reported 500 committed events";
+  const std::int64_t reported = read_offsets(out).back();
+  // Everything reported committed is there, densely, in publish order.
+  auto is = column("SELECT body::jsonb -> 'payload' ->> 'i' FROM herald.events "
+                   "WHERE stream = 'payments_domain_events' ORDER BY event_offset");
+  ASSERT_GE(static_cast<std::int64_t>(is.size()), reported);
+  for (std::size_t k = 0; k < is.size(); ++k) ASSERT_EQ(is[k], std::to_string(k + 1)) << k;
+}
+
 TEST_F(DurableTest, AServerRestartMidStreamLosesNothing) {
   constexpr int kEvents = 600;
   auto po = publisher_options();
