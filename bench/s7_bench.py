@@ -8,7 +8,9 @@ Every repetition runs, on the same input file (bench/s7_make_input.py: 300,000 c
 about 200 bytes, made once):
   naive   bench/s7_naive.py STEPS AUDIT (json.loads, an event dict with uuid4 and timestamp,
           json.dumps to the audit file, a count by name);
-  file    herald run --config bench/s7_config.json --steps STEPS (audit + metrics subscribers);
+  file    herald run --config bench/s7_config.json --steps STEPS (audit + metrics subscribers,
+          both with overflow "block": like the script, every event is audited and counted; the
+          hosted default, drop_oldest, may drop events of an audit that falls 10,000 behind);
   listen  herald run --listen ipc://... fed by bench/s7_sender (another process, PUSH): the wall
           time runs from the sender's start to the moment the audit trail holds every event;
   inline  `file` with "inline_dispatch": true (handlers on the intake thread), for comparison.
