@@ -104,6 +104,31 @@ TEST_F(DurableTest, APasswordNeverReachesTheLogOrTheErrors) {
   EXPECT_EQ(log.find(cluster_->password()), std::string::npos) << log;
 }
 
+TEST_F(DurableTest, AnEventTheServerRefusesIsCountedAndTheRestOfItsBatchIsWritten) {
+  column("ALTER TABLE herald.events ADD CONSTRAINT no_poison CHECK (event_name <> 'poison.pill')");
+  auto o = publisher_options();
+  o.max_batch = 100;
+  DurablePublisher p(o);
+  p.start();
+  std::vector<std::string> kept;
+  for (int i = 1; i <= 10; ++i) {
+    auto e = event(i, i == 5 ? "poison.pill" : "payment.processed");
+    if (i != 5) kept.push_back(e->event_id());
+    p.send(e);
+  }
+  ASSERT_TRUE(p.flush(30s)) << p.stats().dump();
+  auto s = p.stats();
+  EXPECT_EQ(s["committed"], 9);
+  EXPECT_EQ(s["rejected_by_server"], 1);
+  EXPECT_EQ(column("SELECT event_id FROM herald.events ORDER BY event_offset"), kept);
+  EXPECT_EQ(scalar("SELECT max(event_offset) FROM herald.events"), "9") << "offsets stay dense";
+  // And the writer is back to batches afterwards.
+  for (int i = 11; i <= 20; ++i) p.send(event(i));
+  ASSERT_TRUE(p.flush(30s));
+  EXPECT_EQ(p.committed(), 19u);
+  p.stop();
+}
+
 TEST_F(DurableTest, OutboxEventExistsIfAndOnlyIfTheTransactionCommits) {
   auto app = durable::Connection::open(dsn());
   PQclear(PQexec(app.get(), "CREATE TABLE orders (id int)"));

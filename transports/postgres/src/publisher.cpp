@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -84,6 +85,7 @@ struct DurablePublisher::Impl {
   std::uint64_t write_errors = 0;
   std::uint64_t ambiguous_commits = 0;
   std::uint64_t unwritten_at_stop = 0;
+  std::uint64_t rejected_by_server = 0;
   std::string last_error;
   std::atomic<std::uint64_t> committed{0};
   RateLimiter overflow_log{5, std::chrono::seconds(1)};
@@ -129,7 +131,7 @@ struct DurablePublisher::Impl {
   }
 
   // Writes the batch as one transaction. Sets `commit_sent` before COMMIT goes out.
-  void write_batch(std::vector<Pending>& batch, bool& commit_sent) {
+  void write_batch(std::span<Pending> batch, bool& commit_sent) {
     PGconn* c = conn.get();
     const durable::detail::Tables t = durable::detail::Tables::of(c, o.schema);
     // Streams in order of first appearance; each stream's events keep their queue order.
@@ -166,7 +168,7 @@ struct DurablePublisher::Impl {
     exec(c, "COMMIT", "committing a batch of " + std::to_string(batch.size()) + " events");
   }
 
-  void write_copy(PGconn* c, const durable::detail::Tables& t, const std::vector<Pending>& batch) {
+  void write_copy(PGconn* c, const durable::detail::Tables& t, std::span<const Pending> batch) {
     auto start = durable::detail::Result(PQexec(
         c, ("COPY " + t.events + " (stream, event_offset, event_id, event_name, body) FROM STDIN").c_str()));
     if (!start || PQresultStatus(start.get()) != PGRES_COPY_IN) {
@@ -207,7 +209,7 @@ struct DurablePublisher::Impl {
     if (failed) durable::detail::throw_error(c, first_error.get(), "COPY into " + t.events);
   }
 
-  void write_insert(PGconn* c, const durable::detail::Tables& t, const std::vector<Pending>& batch) {
+  void write_insert(PGconn* c, const durable::detail::Tables& t, std::span<const Pending> batch) {
     constexpr std::size_t kRowsPerStatement = 1000;  // 5 parameters a row, far below 65,535
     for (std::size_t from = 0; from < batch.size(); from += kRowsPerStatement) {
       const std::size_t to = std::min(batch.size(), from + kRowsPerStatement);
@@ -231,7 +233,7 @@ struct DurablePublisher::Impl {
 
   // After a COMMIT whose answer was lost: is the batch in the log? Its first stream's last row
   // carries the offset and event id the transaction wrote.
-  bool batch_is_committed(const std::vector<Pending>& batch) {
+  bool batch_is_committed(std::span<const Pending> batch) {
     const auto& first_stream = batch.front().stream;
     const Pending* last = nullptr;
     for (const auto& p : batch) {
@@ -244,15 +246,26 @@ struct DurablePublisher::Impl {
     return PQntuples(r.get()) == 1 && durable::detail::cell(r.get(), 0, 0) == last->event->event_id();
   }
 
-  void mark_committed(std::size_t n) {
+  // The first `written + poisoned` events of the batch are done: `written` are in the log,
+  // `poisoned` were refused by the server on their own (counted as rejected_by_server).
+  void settle(std::vector<Pending>& batch, std::size_t written, std::size_t poisoned) {
+    batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(written + poisoned));
     {
       std::lock_guard lock(mu);
-      inflight = 0;
-      ++batches;
-      committed.fetch_add(n, std::memory_order_release);
+      inflight = batch.size();
+      if (written > 0) ++batches;
+      rejected_by_server += poisoned;
+      committed.fetch_add(written, std::memory_order_release);
     }
     cv_done.notify_all();
     cv_space.notify_all();
+  }
+
+  // SQLSTATE classes 22 (data exception), 23 (integrity constraint) and 54 (program limit, such
+  // as a row too large): errors caused by a row itself, which writing it again will not fix.
+  static bool about_the_data(const DurableError& e) {
+    const auto& s = e.sqlstate();
+    return s.size() == 5 && (s.starts_with("22") || s.starts_with("23") || s.starts_with("54"));
   }
 
   // Waits `d` unless a hard stop arrives; true when it should go on.
@@ -263,7 +276,8 @@ struct DurablePublisher::Impl {
 
   void run() {
     std::vector<Pending> batch;
-    bool verify = false;  // the batch's COMMIT may or may not have happened
+    std::size_t verify_scope = 0;  // > 0: the COMMIT of the first verify_scope events is unconfirmed
+    bool isolate = false;          // write the batch one event at a time (a data error)
     auto delay = o.reconnect_initial;
     auto grow = [&] { delay = std::min(o.reconnect_max, delay * 2); };
     for (;;) {
@@ -301,29 +315,48 @@ struct DurablePublisher::Impl {
       }
       bool commit_sent = false;
       try {
-        if (verify) {
-          verify = false;
-          if (batch_is_committed(batch)) {
-            logger()->info("durable publisher '{}': a batch of {} events whose commit was "
-                           "unconfirmed is in the log; not writing it again", o.name, batch.size());
-            mark_committed(batch.size());
-            batch.clear();
+        if (verify_scope > 0) {
+          const std::size_t scope = std::exchange(verify_scope, 0);
+          if (batch_is_committed(std::span<const Pending>(batch).first(scope))) {
+            logger()->info("durable publisher '{}': {} events whose commit was unconfirmed are in "
+                           "the log; not writing them again", o.name, scope);
+            settle(batch, scope, 0);
             delay = o.reconnect_initial;
             continue;
           }
         }
-        write_batch(batch, commit_sent);
-        mark_committed(batch.size());
-        batch.clear();
+        if (!isolate) {
+          write_batch(batch, commit_sent);
+          settle(batch, batch.size(), 0);
+        } else {
+          // The batch failed with an error about its data: find the event(s) the server refuses
+          // by writing one at a time; those are counted and logged, the rest go on.
+          while (!batch.empty()) {
+            commit_sent = false;
+            try {
+              write_batch(std::span<Pending>(batch).first(1), commit_sent);
+              settle(batch, 1, 0);
+            } catch (const DurableError& e) {
+              if (!about_the_data(e) || durable::detail::connection_lost(conn.get())) throw;
+              PQclear(PQexec(conn.get(), "ROLLBACK"));
+              logger()->error("durable publisher '{}': the server refuses event '{}' ({}) for stream '{}'; "
+                              "dropped and counted as rejected_by_server: {}",
+                              o.name, batch.front().event->event_name(), batch.front().event->event_id(),
+                              batch.front().stream, e.what());
+              settle(batch, 0, 1);
+            }
+          }
+          isolate = false;
+        }
         delay = o.reconnect_initial;
       } catch (const std::exception& e) {
+        const auto* de = dynamic_cast<const DurableError*>(&e);
         const bool lost = durable::detail::connection_lost(conn.get()) ||
-                          (dynamic_cast<const DurableError*>(&e) != nullptr &&
-                           static_cast<const DurableError&>(e).kind() == DurableErrorKind::connection);
+                          (de != nullptr && de->kind() == DurableErrorKind::connection);
         record_error(e.what());
         if (lost) {
           if (commit_sent) {
-            verify = true;
+            verify_scope = isolate ? 1 : batch.size();
             std::lock_guard lock(mu);
             ++ambiguous_commits;
           }
@@ -333,6 +366,10 @@ struct DurablePublisher::Impl {
           ++reconnects;
         } else {
           PQclear(PQexec(conn.get(), "ROLLBACK"));
+          // A server error about the rows (bad encoding, a value too large, a check): isolate
+          // the event(s) responsible. Anything else (permissions, a missing table, a full disk,
+          // a read-only server) is retried with backoff until the operator fixes it.
+          if (de != nullptr && about_the_data(*de)) isolate = true;
         }
         if (!backoff(delay)) break;
         grow();
@@ -399,6 +436,12 @@ void DurablePublisher::start() {
 
 void DurablePublisher::send(const EventPtr& event) {
   std::string stream = impl_->stream_of(*event);
+  try {
+    (void)event->json_text();  // encoded here (cached on the event): the writer never fails on it
+  } catch (const std::exception& e) {
+    throw TransportError("durable publisher '" + options_.name + "': cannot encode event '" +
+                         event->event_name() + "' (" + event->event_id() + "): " + e.what());
+  }
   auto& m = *impl_;
   std::unique_lock lock(m.mu);
   if (!m.running || m.stopping) {
@@ -472,6 +515,7 @@ nlohmann::json DurablePublisher::stats() const {
           {"write_errors", m.write_errors},
           {"ambiguous_commits", m.ambiguous_commits},
           {"unwritten_at_stop", m.unwritten_at_stop},
+          {"rejected_by_server", m.rejected_by_server},
           {"connected", m.connected},
           {"last_error", m.last_error},
           {"dsn", m.redacted},
@@ -493,7 +537,9 @@ bool DurablePublisher::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lock(m.mu);
   const std::uint64_t target = m.accepted;
   return m.cv_done.wait_for(lock, timeout, [&] {
-    return m.committed.load(std::memory_order_acquire) + m.dropped + m.unwritten_at_stop >= target;
+    return m.committed.load(std::memory_order_acquire) + m.dropped + m.rejected_by_server +
+               m.unwritten_at_stop >=
+           target;
   });
 }
 

@@ -83,7 +83,9 @@ class DurablePublisher : public Transport {
   void stop() override;
   /// {"accepted", "committed", "rejected", "dropped", "queue_depth", "batches", "reconnects",
   ///  "write_errors", "ambiguous_commits", "unwritten_at_stop", "connected", "last_error", "dsn"
-  ///  (redacted)}. accepted == committed + dropped + queue_depth + unwritten_at_stop.
+  ///  (redacted), "rejected_by_server"}. accepted == committed + dropped + rejected_by_server +
+  ///  queue_depth + unwritten_at_stop. An event the server refuses on its own (a data error) is
+  ///  logged with its id and counted as rejected_by_server; the rest of its batch is written.
   nlohmann::json stats() const override;
   bool healthy() const override;
 
