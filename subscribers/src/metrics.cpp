@@ -53,23 +53,41 @@ SubscribeOptions MetricsSubscriber::subscribe_options() const {
   return o;
 }
 
-SubscriberResult MetricsSubscriber::handle(const EventPtr& event) {
-  const auto outcome = step_outcome_of(event->execution_result());
-  const auto& event_name = event->event_name();
-  const auto& ns = event->metadata().namespace_name;
-  std::lock_guard lock(mutex_);
+void MetricsSubscriber::count_locked(const DomainEvent& event) {
   ++total_;
-  if (auto it = by_name_.find(event_name); it != by_name_.end()) {
+  const auto& event_name = event.event_name();
+  // Consecutive events mostly share their name and namespace: remember the last counters hit
+  // (map nodes never move) and skip the lookups when the next event matches them.
+  if (last_name_ != nullptr && last_name_->first == event_name) {
+    ++last_name_->second;
+  } else if (auto it = by_name_.find(event_name); it != by_name_.end()) {
     ++it->second;
+    last_name_ = &*it;
   } else {
-    by_name_.emplace(event_name, 1);
+    last_name_ = &*by_name_.emplace(event_name, 1).first;
   }
-  if (auto it = by_namespace_.find(ns); it != by_namespace_.end()) {
+  const auto& ns = event.metadata().namespace_name;
+  if (last_namespace_ != nullptr && last_namespace_->first == ns) {
+    ++last_namespace_->second;
+  } else if (auto it = by_namespace_.find(ns); it != by_namespace_.end()) {
     ++it->second;
+    last_namespace_ = &*it;
   } else {
-    by_namespace_.emplace(ns, 1);
+    last_namespace_ = &*by_namespace_.emplace(ns, 1).first;
   }
-  ++by_outcome_[static_cast<int>(outcome)];
+  ++by_outcome_[static_cast<int>(step_outcome_of(event.execution_result()))];
+}
+
+SubscriberResult MetricsSubscriber::handle(const EventPtr& event) {
+  std::lock_guard lock(mutex_);
+  count_locked(*event);
+  return {};
+}
+
+SubscriberResult MetricsSubscriber::handle_batch(std::span<const EventPtr> events,
+                                                 std::span<HandleOutcome> /*outcomes*/) {
+  std::lock_guard lock(mutex_);
+  for (const auto& event : events) count_locked(*event);
   return {};
 }
 

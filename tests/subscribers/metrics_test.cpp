@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <sstream>
 
 using herald::DomainEvent;
@@ -64,6 +65,31 @@ TEST(MetricsSubscriber, CountsEventsByNameNamespaceAndStepOutcome) {
   EXPECT_EQ(snap["by_outcome"], (nlohmann::json{{"success", 2},
                                                 {"retryable_failure", 1},
                                                 {"permanent_failure", 1}}));
+}
+
+TEST(MetricsSubscriber, HandleBatchCountsExactlyWhatOneEventAtATimeCounts) {
+  // Runs of equal names and namespaces (the remembered-counter path) mixed with changes.
+  std::vector<EventPtr> events;
+  const char* names[] = {"payment.processed", "payment.processed", "payment.failed",
+                         "payment.processed", "order.created", "order.created"};
+  const char* namespaces[] = {"payments", "payments", "payments", "billing", "billing", "payments"};
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 6; ++i) {
+      events.push_back(make(names[i], namespaces[(i + round) % 6],
+                            round % 3 == 0 ? kPermanent : ExecutionResult{}));
+    }
+  }
+  MetricsSubscriber one_by_one("one", {"#"});
+  for (const auto& e : events) ASSERT_TRUE(one_by_one.handle(e).success);
+  MetricsSubscriber batched("batched", {"#"});
+  std::vector<herald::HandleOutcome> outcomes(events.size(), herald::HandleOutcome::handled);
+  const std::span<const EventPtr> all(events);
+  ASSERT_TRUE(batched.handle_batch(all.first(100), std::span(outcomes).first(100)).success);
+  ASSERT_TRUE(batched.handle_batch(all.subspan(100), std::span(outcomes).subspan(100)).success);
+  EXPECT_EQ(batched.snapshot(), one_by_one.snapshot());
+  EXPECT_EQ(batched.total(), events.size());
+  EXPECT_EQ(batched.snapshot()["by_event_name"]["payment.processed"], 150);
+  for (const auto o : outcomes) EXPECT_EQ(o, herald::HandleOutcome::handled);
 }
 
 TEST(MetricsSubscriber, PrometheusTextFollowsTheExpositionFormat) {

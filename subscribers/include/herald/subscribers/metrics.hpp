@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +44,9 @@ class MetricsSubscriber : public Subscriber {
   std::vector<std::string> subscribes_to() const override { return patterns_; }
   SubscribeOptions subscribe_options() const override;
   SubscriberResult handle(const EventPtr& event) override;
+  /// Counts every event of a run of consecutive events under one lock (never fails; `outcomes`
+  /// stay handled). For a batch-capable host (EventBus::subscribe_batch).
+  SubscriberResult handle_batch(std::span<const EventPtr> events, std::span<HandleOutcome> outcomes);
   /// Writes the file when a path was given (errors propagate to the registry, which logs them).
   void on_stop() override;
 
@@ -63,6 +67,8 @@ class MetricsSubscriber : public Subscriber {
   const std::optional<std::filesystem::path>& path() const noexcept { return path_; }
 
  private:
+  void count_locked(const DomainEvent& event);
+
   std::string name_;
   std::vector<std::string> patterns_;
   std::optional<std::filesystem::path> path_;
@@ -73,6 +79,10 @@ class MetricsSubscriber : public Subscriber {
   std::map<std::string, std::uint64_t, std::less<>> by_name_;
   std::map<std::string, std::uint64_t, std::less<>> by_namespace_;
   std::uint64_t by_outcome_[3] = {0, 0, 0};
+  // The counters the last event hit (nodes of the maps above; never invalidated, as nothing is
+  // ever erased from them).
+  std::pair<const std::string, std::uint64_t>* last_name_ = nullptr;
+  std::pair<const std::string, std::uint64_t>* last_namespace_ = nullptr;
 };
 
 }  // namespace herald
