@@ -391,7 +391,8 @@ def main():
         naive_rate = summary["naive"]["completions_per_s"]["median"]
         for variant, label, target in (("file", "herald run --steps FILE", 5.0),
                                        ("listen", "herald run --listen (sender process)", 3.0),
-                                       ("inline", "herald run --steps FILE, inline_dispatch", None)):
+                                       ("inline", "herald run --steps FILE, inline_dispatch", None),
+                                       ("one_dispatcher", "herald run --steps FILE, 1 dispatcher thread", None)):
             if variant not in ratios:
                 continue
             x, r = summary[variant], ratios[variant]
@@ -455,7 +456,8 @@ def main():
                   "on the same file (json.loads, an event dict with uuid4 and timestamp, json.dumps "
                   "to an audit file, a count by name). `listen`: the completions arrive over "
                   "ZeroMQ PUSH from bench/s7_sender (its CPU and switches are added). `inline`: "
-                  "the same run with `inline_dispatch`. Wall time, CPU, context switches and peak "
+                  "the same run with `inline_dispatch`; `one_dispatcher`: with "
+                  "`dispatcher_threads: 1`. Wall time, CPU, context switches and peak "
                   f"RSS from wait4(2); {s7['reps']} repetitions, naive and herald back to back in "
                   "each, ratios paired per repetition, then the median; every audit trail checked "
                   "(one line per completion)."]

@@ -2,7 +2,7 @@
 """Scenario S7 (issue 16): `herald run` end to end against a naive Python script.
 
     /usr/bin/python3 bench/s7_bench.py --herald build-bench/herald --sender build-bench/bench/s7_sender \
-        [--lines 300000] [--reps 5] [--work DIR] [--out s7.json] [--variants file,listen,inline]
+        [--lines 300000] [--reps 5] [--work DIR] [--out s7.json] [--variants file,listen,inline,one_dispatcher]
 
 Every repetition runs, on the same input file (bench/s7_make_input.py: 300,000 completions of
 about 200 bytes, made once):
@@ -13,7 +13,10 @@ about 200 bytes, made once):
           hosted default, drop_oldest, may drop events of an audit that falls 10,000 behind);
   listen  herald run --listen ipc://... fed by bench/s7_sender (another process, PUSH): the wall
           time runs from the sender's start to the moment the audit trail holds every event;
-  inline  `file` with "inline_dispatch": true (handlers on the intake thread), for comparison.
+  inline  `file` with "inline_dispatch": true (handlers on the intake thread), for comparison;
+  one_dispatcher  `file` with "dispatcher_threads": 1 (on this 2-core machine the reader and
+          the intake thread take the cores already; a second dispatcher mostly sleeps, and the
+          bus wakes it for nearly every event of the fast metrics subscriber), for comparison.
 Each process is measured with wait4(2): wall time, user+system CPU, voluntary and involuntary
 context switches, peak RSS (the sender's figures are added to the listen run's CPU and switches).
 Every run's audit trail is checked: one line per completion. The ratios (naive wall / herald
@@ -72,11 +75,13 @@ def figures(wall, usages, lines):
     }
 
 
-def write_config(folder, inline):
+def write_config(folder, inline=False, dispatchers=None):
     with open(os.path.join(HERE, "s7_config.json")) as f:
         config = json.load(f)
     if inline:
         config["worker"]["inline_dispatch"] = True
+    if dispatchers:
+        config["worker"]["dispatcher_threads"] = dispatchers
     path = os.path.join(folder, "herald.json")
     with open(path, "w") as f:
         json.dump(config, f)
@@ -99,9 +104,9 @@ def run_naive(work, steps, lines):
     return figures(wall, [usage], lines)
 
 
-def run_file(herald, work, steps, lines, inline=False):
-    folder = fresh(os.path.join(work, "inline" if inline else "file"))
-    config = write_config(folder, inline)
+def run_file(herald, work, steps, lines, inline=False, dispatchers=None):
+    folder = fresh(os.path.join(work, "inline" if inline else f"file{dispatchers or ''}"))
+    config = write_config(folder, inline, dispatchers)
     wall, usage = run_measured([herald, "run", "-q", "--config", config, "--steps", steps], folder)
     got = count_lines(os.path.join(folder, "audit.jsonl"))
     assert got == lines, f"herald: {got} audit lines, expected {lines}"
@@ -177,7 +182,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--work", default="/tmp/herald-s7")
     ap.add_argument("--out")
-    ap.add_argument("--variants", default="file,listen,inline")
+    ap.add_argument("--variants", default="file,listen,inline,one_dispatcher")
     args = ap.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     if "listen" in variants and not args.sender:
@@ -198,6 +203,8 @@ def main():
                 reps[v].append(run_file(herald, args.work, steps, args.lines))
             elif v == "inline":
                 reps[v].append(run_file(herald, args.work, steps, args.lines, inline=True))
+            elif v == "one_dispatcher":
+                reps[v].append(run_file(herald, args.work, steps, args.lines, dispatchers=1))
             elif v == "listen":
                 reps[v].append(run_listen(herald, sender, args.work, steps, args.lines))
         line = ", ".join(f"{v} {reps[v][-1]['wall_s']:.3f} s" for v in reps)
