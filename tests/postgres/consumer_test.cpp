@@ -311,3 +311,19 @@ TEST_F(DurableTest, ThePlainSqlConsumerOfTheDocsReadsAndCommits) {
 
 }  // namespace
 }  // namespace herald::testing
+
+namespace herald::testing {
+namespace {
+
+TEST_F(DurableTest, AConsumerStartsOnce) {
+  Handled seen;
+  DurableConsumer c(consumer_options("g"), seen.handlers());
+  c.start();
+  EXPECT_THROW(c.start(), StateError);
+  c.stop();
+  c.stop();  // idempotent
+  EXPECT_THROW(c.start(), StateError);
+}
+
+}  // namespace
+}  // namespace herald::testing

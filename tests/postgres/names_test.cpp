@@ -120,3 +120,49 @@ TEST(DurablePublisherOffline, AFullQueueRejectsOrDropsAndCountsEveryEvent) {
 
 }  // namespace
 }  // namespace herald
+
+namespace herald {
+namespace {
+
+std::string config_error(const nlohmann::json& j) {
+  try {
+    durable::publisher_options_from_json(j);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(DurableConfig, TransportsPostgresReadsEveryOption) {
+  ::setenv("HERALD_TEST_PG_DSN", "host=/tmp user=app password=x", 1);
+  auto o = durable::publisher_options_from_json(
+      {{"dsn_env", "HERALD_TEST_PG_DSN"}, {"schema", "events_v2"}, {"stream", "payments_domain_events"},
+       {"max_queue", 10}, {"max_batch", 5}, {"overflow", "drop_oldest"}, {"linger_ms", 250},
+       {"write_method", "insert"}, {"create_schema", false}});
+  EXPECT_EQ(o.dsn, "host=/tmp user=app password=x");
+  EXPECT_EQ(o.schema, "events_v2");
+  EXPECT_EQ(o.stream, "payments_domain_events");
+  EXPECT_EQ(o.max_queue, 10u);
+  EXPECT_EQ(o.max_batch, 5u);
+  EXPECT_EQ(o.overflow, DurableOverflow::drop_oldest);
+  EXPECT_EQ(o.linger, std::chrono::milliseconds(250));
+  EXPECT_EQ(o.write_method, DurableWriteMethod::insert);
+  EXPECT_FALSE(o.create_schema);
+}
+
+TEST(DurableConfig, ErrorsNameTheKeyPath) {
+  EXPECT_EQ(config_error({{"schema", "x"}}), "transports.postgres.dsn: required (or dsn_env, the name of an environment variable)");
+  EXPECT_NE(config_error({{"dsn", "a"}, {"max_bacth", 3}}).find("transports.postgres.max_bacth: unknown key (did you mean 'max_batch'?)"),
+            std::string::npos);
+  EXPECT_NE(config_error({{"dsn", "a"}, {"max_batch", 0}}).find("transports.postgres.max_batch"), std::string::npos);
+  EXPECT_NE(config_error({{"dsn", "a"}, {"overflow", "drop_newest"}}).find("transports.postgres.overflow: unknown"),
+            std::string::npos);
+  EXPECT_NE(config_error({{"dsn", "a"}, {"stream", "a'b"}}).find("transports.postgres.stream: invalid stream name"),
+            std::string::npos);
+  EXPECT_NE(config_error({{"dsn_env", "HERALD_SURELY_UNSET_VARIABLE"}}).find("'HERALD_SURELY_UNSET_VARIABLE' is not set"),
+            std::string::npos);
+  EXPECT_NE(config_error({{"dsn", "a"}, {"dsn_env", "B"}}).find("either dsn or dsn_env"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace herald

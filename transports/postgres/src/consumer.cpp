@@ -73,6 +73,7 @@ struct DurableConsumer::Impl {
   int wake_fd = -1;
   std::atomic<bool> stop_flag{false};
   std::atomic<bool> running{false};
+  bool started_once = false;  // start()/stop() thread only
   std::thread thread;
 
   std::atomic<std::uint64_t> handled{0}, failed_attempts{0}, retries{0}, dead_lettered{0},
@@ -491,9 +492,11 @@ DurableConsumer::~DurableConsumer() {
 
 void DurableConsumer::start() {
   auto& m = *impl_;
-  if (m.running.load() || m.thread.joinable()) {
-    throw StateError("durable consumer '" + options_.name + "' already started");
+  if (m.started_once) {
+    throw StateError("durable consumer '" + options_.name + "' already started (a consumer is not restartable; "
+                     "create a new one)");
   }
+  m.started_once = true;
   if (!m.h.handle) {
     throw DurableError(DurableErrorKind::invalid_argument,
                        "durable consumer '" + options_.name + "' has no handle function");

@@ -112,6 +112,7 @@ class DurableConsumer {
   /// Validates names (DurableError invalid_name) and patterns (PatternError), connects
   /// (DurableError connection / authentication), checks the schema (missing_schema), creates
   /// the group at its start position if it does not exist, and starts the consumer thread.
+  /// A second call (even after stop()) throws StateError.
   void start();
   /// Finishes the event in hand (a retry backoff is cut short: that event is not committed and
   /// comes again), commits, releases the lease, closes. Idempotent.

@@ -3,5 +3,6 @@
 
 #include <herald/postgres/admin.hpp>
 #include <herald/postgres/common.hpp>
+#include <herald/postgres/config.hpp>
 #include <herald/postgres/consumer.hpp>
 #include <herald/postgres/publisher.hpp>
