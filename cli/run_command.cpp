@@ -48,9 +48,10 @@ struct IntakeCounters {
 // complete_step() finds room and never waits) and, at the limit, sleep until the worker has
 // processed down to half of it: one wake-up per limit/2 completions. Processed completions are
 // counted by the worker's on_success/on_error hooks (every completion the intake thread
-// processes runs exactly one of them). A wait is bounded (100 ms slices, and it ends when the
-// worker stops), after which the input thread submits anyway and complete_step()'s own policy
-// applies, so a completion that left without a hook can slow the reader, never stall it.
+// processes runs exactly one of them). A wait ends when the worker stops, and after 100 ms
+// without a single completion processed, the input thread submits anyway and complete_step()'s
+// own policy applies (block timeout, counted), so a completion that left without a hook can
+// slow the reader, never stall it.
 class IntakeWindow {
  public:
   explicit IntakeWindow(std::uint64_t limit) : limit_(limit), low_(limit / 2) {}
@@ -66,7 +67,11 @@ class IntakeWindow {
       std::unique_lock lock(mutex_);
       waiting_.store(true);
       while (in_flight() > low_ && !stopping()) {
-        if (cv_.wait_for(lock, std::chrono::milliseconds(100)) == std::cv_status::timeout) break;
+        const auto before = done_.load();
+        if (cv_.wait_for(lock, std::chrono::milliseconds(100)) == std::cv_status::timeout &&
+            done_.load() == before) {
+          break;  // no progress for 100 ms: let complete_step()'s own policy decide
+        }
       }
       waiting_.store(false);
     }
