@@ -327,3 +327,24 @@ TEST_F(DurableTest, AConsumerStartsOnce) {
 
 }  // namespace
 }  // namespace herald::testing
+
+namespace herald::testing {
+namespace {
+
+TEST_F(DurableTest, RetentionPrunesEveryStreamOnASchedule) {
+  publish(40, "a_stream");
+  publish(25, "b_stream");
+  EXPECT_THROW(DurableRetention({.dsn = dsn()}), DurableError) << "a retention without a limit";
+  DurableRetention r({.dsn = dsn(), .prune = {.max_events = 10}, .interval = std::chrono::milliseconds(50)});
+  r.start();
+  ASSERT_TRUE(wait_for([&] { return r.stats()["deleted"] == 45; }, 30s)) << r.stats().dump();
+  publish(5, "b_stream", 26);
+  ASSERT_TRUE(wait_for([&] { return r.stats()["deleted"] == 50; }, 30s)) << r.stats().dump();
+  r.stop();
+  EXPECT_EQ(scalar("SELECT count(*) FROM herald.events WHERE stream = 'a_stream'"), "10");
+  EXPECT_EQ(scalar("SELECT min(event_offset) FROM herald.events WHERE stream = 'b_stream'"), "21");
+  EXPECT_EQ(r.stats()["errors"], 0);
+}
+
+}  // namespace
+}  // namespace herald::testing

@@ -66,6 +66,15 @@ void validate_stream_name(std::string_view name, std::string_view what) {
   if (token_empty) fail("ends with '.'");
 }
 
+bool is_valid_stream_name(std::string_view name) noexcept {
+  try {
+    validate_stream_name(name);
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
 void validate_schema_name(std::string_view name) {
   auto fail = [&](const std::string& reason) {
     throw DurableError(DurableErrorKind::invalid_name,

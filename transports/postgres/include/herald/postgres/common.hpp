@@ -61,6 +61,8 @@ inline constexpr std::size_t kMaxStreamNameLength = 200;
 /// DurableError(invalid_name) naming the `what` ("stream", "group"), the name and the offending
 /// character. Names are always passed to SQL as bound parameters, never spliced.
 void validate_stream_name(std::string_view name, std::string_view what = "stream");
+/// True when validate_stream_name would not throw.
+bool is_valid_stream_name(std::string_view name) noexcept;
 /// A schema is one SQL identifier: [A-Za-z_][A-Za-z0-9_]*, at most 63 characters. It is
 /// validated and then still quoted with PQescapeIdentifier wherever it appears in SQL.
 void validate_schema_name(std::string_view name);

@@ -6,3 +6,4 @@
 #include <herald/postgres/config.hpp>
 #include <herald/postgres/consumer.hpp>
 #include <herald/postgres/publisher.hpp>
+#include <herald/postgres/retention.hpp>
