@@ -226,6 +226,83 @@ TEST_F(DurableTest, AServerRestartMidStreamLosesNothing) {
   EXPECT_EQ(distinct.size(), static_cast<std::size_t>(kEvents));
 }
 
+TEST_F(DurableTest, ASpoolCarriesAnOutageLongerThanTheMemoryBufferInOrder) {
+  auto o = publisher_options();
+  o.max_queue = 10;
+  o.max_batch = 5;
+  o.spool_path = cluster_->dir() + "/publisher.spool";
+  DurablePublisher p(o);
+  p.start();
+  std::vector<EventPtr> sent;
+  auto send = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      sent.push_back(event(static_cast<int>(sent.size()) + 1));
+      p.send(sent.back());
+    }
+  };
+  send(5);
+  ASSERT_TRUE(p.flush(30s));
+  cluster_->stop_immediate();
+  send(100);  // ten times the memory buffer: the rest goes to the spool, nothing is rejected
+  auto s = p.stats();
+  EXPECT_EQ(s["rejected"], 0);
+  EXPECT_GE(s["spooled"].get<int>(), 90) << s.dump();
+  cluster_->start();
+  ASSERT_TRUE(p.flush(60s)) << p.stats().dump();
+  s = p.stats();
+  EXPECT_EQ(s["committed"], 105) << s.dump();
+  EXPECT_EQ(s["in_spool"], 0);
+  EXPECT_EQ(s["spool_bytes"], 0);
+  const auto spooled = s["spooled"].get<int>();
+  send(5);  // back to memory
+  ASSERT_TRUE(p.flush(30s));
+  EXPECT_EQ(p.stats()["spooled"], spooled);
+  p.stop();
+  admin_ = durable::Connection::open(dsn());
+  auto ids = column("SELECT event_id FROM herald.events ORDER BY event_offset");
+  ASSERT_EQ(ids.size(), sent.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], sent[i]->event_id()) << i;
+}
+
+TEST_F(DurableTest, AStopDuringAnOutageSavesEventsToTheSpoolAndTheNextPublisherWritesThemFirst) {
+  auto o = publisher_options();
+  o.max_queue = 10;
+  o.max_batch = 4;
+  o.linger = std::chrono::milliseconds(200);
+  o.spool_path = cluster_->dir() + "/publisher.spool";
+  std::vector<EventPtr> sent;
+  {
+    DurablePublisher a(o);
+    a.start();
+    cluster_->stop_immediate();
+    for (int i = 1; i <= 30; ++i) {
+      sent.push_back(event(i));
+      a.send(sent.back());
+    }
+    a.stop();
+    auto s = a.stats();
+    EXPECT_EQ(s["committed"], 0) << s.dump();
+    EXPECT_EQ(s["spooled_at_stop"], 30) << s.dump();
+    EXPECT_EQ(s["unwritten_at_stop"], 0) << s.dump();
+  }
+  cluster_->start();
+  DurablePublisher b(o);
+  b.start();
+  for (int i = 31; i <= 35; ++i) {
+    sent.push_back(event(i));
+    b.send(sent.back());
+  }
+  ASSERT_TRUE(b.flush(60s)) << b.stats().dump();
+  auto s = b.stats();
+  EXPECT_EQ(s["committed"], 35) << s.dump();
+  EXPECT_EQ(s["recovered_from_spool"], 30) << s.dump();
+  b.stop();
+  admin_ = durable::Connection::open(dsn());
+  auto ids = column("SELECT event_id FROM herald.events ORDER BY event_offset");
+  ASSERT_EQ(ids.size(), sent.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], sent[i]->event_id()) << i;
+}
+
 TEST(DurableErrors, AnUnreachableServerIsAConnectionErrorNamingTheRedactedDsn) {
   DurablePublisherOptions o;
   o.dsn = "host=/nonexistent-herald-socket-dir port=5432 user=app dbname=app password=hunter2";

@@ -1,7 +1,9 @@
 // DurablePublisher: bounded queue, one writer thread, one transaction per batch (publisher.hpp).
 #include "pq.hpp"
+#include "spool.hpp"
 
 #include <herald/events/enums.hpp>
+#include <herald/events/json_fields.hpp>
 #include <herald/events/log.hpp>
 #include <herald/postgres/admin.hpp>
 #include <herald/postgres/publisher.hpp>
@@ -56,7 +58,8 @@ struct DurablePublisher::Impl {
   struct Pending {
     EventPtr event;
     std::string stream;
-    std::int64_t offset = 0;  // assigned inside the writing transaction
+    std::int64_t offset = 0;      // assigned inside the writing transaction
+    std::uint64_t spool_end = 0;  // read from the spool: its line ends here (0: from memory)
   };
 
   explicit Impl(const DurablePublisherOptions& options)
@@ -86,6 +89,13 @@ struct DurablePublisher::Impl {
   std::uint64_t ambiguous_commits = 0;
   std::uint64_t unwritten_at_stop = 0;
   std::uint64_t rejected_by_server = 0;
+  std::uint64_t spooled = 0;            // events appended to the spool by this process
+  std::uint64_t in_spool = 0;           // ... and not yet committed
+  std::uint64_t recovered = 0;          // events a previous process left in the spool, committed
+  std::uint64_t spooled_at_stop = 0;
+  std::uint64_t spool_corrupt = 0;
+  std::unique_ptr<durable::detail::Spool> spool;  // under mu
+  bool spooling = false;  // send() appends to the spool until it is empty again
   std::string last_error;
   std::atomic<std::uint64_t> committed{0};
   RateLimiter overflow_log{5, std::chrono::seconds(1)};
@@ -249,9 +259,22 @@ struct DurablePublisher::Impl {
   // The first `written + poisoned` events of the batch are done: `written` are in the log,
   // `poisoned` were refused by the server on their own (counted as rejected_by_server).
   void settle(std::vector<Pending>& batch, std::size_t written, std::size_t poisoned) {
-    batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(written + poisoned));
+    const std::size_t n = written + poisoned;
     {
+      // One critical section: flush() reads committed, recovered and the rest together.
       std::lock_guard lock(mu);
+      std::uint64_t spool_end = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        if (batch[i].spool_end == 0) continue;
+        spool_end = batch[i].spool_end;
+        if (spool && batch[i].spool_end <= spool->recovered_end()) {
+          ++recovered;
+        } else if (in_spool > 0) {
+          --in_spool;
+        }
+      }
+      if (spool_end > 0) commit_spool(spool_end);
+      batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(n));
       inflight = batch.size();
       if (written > 0) ++batches;
       rejected_by_server += poisoned;
@@ -259,6 +282,42 @@ struct DurablePublisher::Impl {
     }
     cv_done.notify_all();
     cv_space.notify_all();
+  }
+
+  // Under mu. Marks spool lines up to `end` committed; leaves spooling mode once it is empty.
+  void commit_spool(std::uint64_t end) {
+    try {
+      spool->commit(end);
+      if (spool->empty()) spooling = false;
+    } catch (const DurableError& e) {
+      last_error = e.what();
+      logger()->error("durable publisher '{}': {} (these events may be written again)", o.name, e.what());
+    }
+  }
+
+  // Under mu. Reads up to max_batch events from the spool into `batch`. Corrupt lines are
+  // counted, logged, and skipped.
+  void take_from_spool(std::vector<Pending>& batch) {
+    std::uint64_t skipped_end = 0;
+    for (auto& line : spool->read(o.max_batch)) {
+      std::string why;
+      EventPtr e;
+      try {
+        if (!durable::is_valid_stream_name(line.stream)) throw DurableError(DurableErrorKind::invalid_name, "bad stream");
+        e = DomainEvent::from_json(json_fields::parse_bounded(line.body));
+      } catch (const std::exception& x) {
+        why = x.what();
+      }
+      if (!e) {
+        ++spool_corrupt;
+        logger()->error("durable publisher '{}': skipped a corrupt line of spool '{}' ending at byte {}: {}",
+                        o.name, spool->path(), line.end, why);
+        skipped_end = line.end;
+        continue;
+      }
+      batch.push_back({std::move(e), std::move(line.stream), 0, line.end});
+    }
+    if (batch.empty() && skipped_end > 0) commit_spool(skipped_end);
   }
 
   // SQLSTATE classes 22 (data exception), 23 (integrity constraint) and 54 (program limit, such
@@ -284,13 +343,21 @@ struct DurablePublisher::Impl {
       {
         std::unique_lock lock(mu);
         if (batch.empty()) {
-          cv_work.wait(lock, [&] { return !queue.empty() || stopping; });
-          if (hard_stop || queue.empty()) break;  // stopping with nothing left
-          const std::size_t n = std::min(queue.size(), o.max_batch);
-          batch.reserve(n);
-          for (std::size_t i = 0; i < n; ++i) {
-            batch.push_back(std::move(queue.front()));
-            queue.pop_front();
+          auto spool_ready = [&] { return spool && spool->has_unread(); };
+          cv_work.wait(lock, [&] { return !queue.empty() || spool_ready() || stopping; });
+          if (hard_stop || (queue.empty() && !spool_ready())) break;  // stopping with nothing left
+          if (!queue.empty()) {
+            // Memory first: while the spool has events, new ones go to the spool, so what is in
+            // memory is older.
+            const std::size_t n = std::min(queue.size(), o.max_batch);
+            batch.reserve(n);
+            for (std::size_t i = 0; i < n; ++i) {
+              batch.push_back(std::move(queue.front()));
+              queue.pop_front();
+            }
+          } else {
+            take_from_spool(batch);
+            if (batch.empty()) continue;
           }
           inflight = batch.size();
         } else if (hard_stop) {
@@ -379,6 +446,29 @@ struct DurablePublisher::Impl {
     std::size_t left = 0;
     {
       std::lock_guard lock(mu);
+      if (spool) {
+        // Memory events are older than the spool's: put them in front of it. Spool events in
+        // `batch` are still in the file.
+        std::vector<std::pair<std::string, std::string>> lines;
+        for (const auto& p : batch) {
+          if (p.spool_end == 0) lines.emplace_back(p.stream, p.event->json_text());
+        }
+        for (const auto& p : queue) lines.emplace_back(p.stream, p.event->json_text());
+        try {
+          spool->prepend(lines);
+          spooled_at_stop += lines.size() + in_spool;
+          in_spool = 0;
+          batch.clear();
+          queue.clear();
+          if (!lines.empty()) {
+            logger()->warn("durable publisher '{}' stopped with {} events saved in spool '{}'", o.name,
+                           lines.size(), spool->path());
+          }
+        } catch (const DurableError& e) {
+          logger()->error("durable publisher '{}': {}", o.name, e.what());
+          std::erase_if(batch, [](const Pending& p) { return p.spool_end != 0; });
+        }
+      }
       left = queue.size() + batch.size();
       unwritten_at_stop += left;
       queue.clear();
@@ -421,6 +511,16 @@ void DurablePublisher::start() {
   }
   durable::validate_schema_name(options_.schema);
   if (!options_.stream.empty()) durable::validate_stream_name(options_.stream);
+  if (!options_.spool_path.empty()) {
+    auto spool = std::make_unique<durable::detail::Spool>(options_.spool_path);
+    std::lock_guard lock(impl_->mu);
+    impl_->spooling = !spool->empty();
+    if (impl_->spooling) {
+      logger()->info("durable publisher '{}': spool '{}' holds {} bytes of events from before; writing them first",
+                     options_.name, options_.spool_path, spool->pending_bytes());
+    }
+    impl_->spool = std::move(spool);
+  }
   if (options_.require_connection_at_start) {
     impl_->connect();
     impl_->connected = true;
@@ -448,6 +548,34 @@ void DurablePublisher::send(const EventPtr& event) {
     throw TransportError("durable publisher '" + options_.name + "' is not running");
   }
   auto full = [&] { return m.queue.size() + m.inflight >= options_.max_queue; };
+  if (m.spool && (m.spooling || full())) {
+    // Once spooling, every event goes to the spool until it is empty (order), or is rejected.
+    try {
+      if (m.spool->pending_bytes() >= options_.spool_max_bytes) {
+        throw DurableError(DurableErrorKind::state, "spool '" + m.spool->path() + "' is full (" +
+                                                        std::to_string(options_.spool_max_bytes) + " bytes)");
+      }
+      m.spool->append(stream, event->json_text());
+    } catch (const DurableError& e) {
+      ++m.rejected;
+      std::uint64_t suppressed = 0;
+      if (m.overflow_log.allow(&suppressed)) {
+        logger()->warn("durable publisher '{}': rejected '{}': {}", options_.name, event->event_name(), e.what());
+      }
+      throw TransportError("durable publisher '" + options_.name + "': " + e.what());
+    }
+    if (!m.spooling) {
+      logger()->warn("durable publisher '{}': memory queue full ({} events), spooling to '{}'", options_.name,
+                     options_.max_queue, m.spool->path());
+    }
+    m.spooling = true;
+    ++m.spooled;
+    ++m.in_spool;
+    ++m.accepted;
+    lock.unlock();
+    m.cv_work.notify_one();
+    return;
+  }
   if (full()) {
     bool room = false;
     if (options_.overflow == DurableOverflow::drop_oldest && !m.queue.empty()) {
@@ -516,6 +644,12 @@ nlohmann::json DurablePublisher::stats() const {
           {"ambiguous_commits", m.ambiguous_commits},
           {"unwritten_at_stop", m.unwritten_at_stop},
           {"rejected_by_server", m.rejected_by_server},
+          {"spooled", m.spooled},
+          {"in_spool", m.in_spool},
+          {"spool_bytes", m.spool ? m.spool->pending_bytes() : 0},
+          {"recovered_from_spool", m.recovered},
+          {"spooled_at_stop", m.spooled_at_stop},
+          {"spool_corrupt", m.spool_corrupt},
           {"connected", m.connected},
           {"last_error", m.last_error},
           {"dsn", m.redacted},
@@ -537,8 +671,8 @@ bool DurablePublisher::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lock(m.mu);
   const std::uint64_t target = m.accepted;
   return m.cv_done.wait_for(lock, timeout, [&] {
-    return m.committed.load(std::memory_order_acquire) + m.dropped + m.rejected_by_server +
-               m.unwritten_at_stop >=
+    return m.committed.load(std::memory_order_acquire) - m.recovered + m.dropped + m.rejected_by_server +
+               m.unwritten_at_stop + m.spooled_at_stop >=
            target;
   });
 }

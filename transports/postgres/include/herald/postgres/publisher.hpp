@@ -56,6 +56,14 @@ struct DurablePublisherOptions {
   /// connect in the background (events queue meanwhile).
   bool require_connection_at_start = true;
   DurableWriteMethod write_method = DurableWriteMethod::copy;
+  /// A local file for events that do not fit in memory while the database is away (empty: no
+  /// spool). When the queue is full, send() appends to the spool instead of applying the
+  /// overflow policy, and keeps doing so (order) until the writer has committed all of it; the
+  /// writer reads it back after the memory queue. stop() saves what it could not write into the
+  /// spool, and a publisher started on the same file writes it first. Events committed but not
+  /// yet marked in the spool when the process dies are written again (at least once).
+  std::string spool_path;
+  std::uint64_t spool_max_bytes = 1ull << 30;  ///< beyond it, the overflow policy applies
   std::string name = "postgres";
 };
 
@@ -83,9 +91,13 @@ class DurablePublisher : public Transport {
   void stop() override;
   /// {"accepted", "committed", "rejected", "dropped", "queue_depth", "batches", "reconnects",
   ///  "write_errors", "ambiguous_commits", "unwritten_at_stop", "connected", "last_error", "dsn"
-  ///  (redacted), "rejected_by_server"}. accepted == committed + dropped + rejected_by_server +
-  ///  queue_depth + unwritten_at_stop. An event the server refuses on its own (a data error) is
-  ///  logged with its id and counted as rejected_by_server; the rest of its batch is written.
+  ///  (redacted), "rejected_by_server", "spooled", "spool_bytes", "recovered_from_spool",
+  ///  "in_spool", "spooled_at_stop", "spool_corrupt"}. Always: accepted == committed -
+  ///  recovered_from_spool + dropped + rejected_by_server + queue_depth + in_spool +
+  ///  unwritten_at_stop + spooled_at_stop (recovered_from_spool: events a previous process left
+  ///  in the spool and this one committed). An event the server refuses on its own (a data
+  ///  error) is logged with its id and counted as rejected_by_server; the rest of its batch is
+  ///  written.
   nlohmann::json stats() const override;
   bool healthy() const override;
 
