@@ -54,7 +54,7 @@ TEST(DurableChild, ConsumesUntilKilled) {
   h.handle = [fd](const EventPtr&, const DurableRecord& r) {
     const std::string line = std::to_string(r.offset) + "\n";
     if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) std::abort();
-    std::this_thread::sleep_for(2ms);
+    std::this_thread::sleep_for(5ms);  // slow enough that the parent kills it mid-stream
     return DurableResult::ok();
   };
   DurableConsumer c(o, h);
