@@ -96,10 +96,12 @@ StepCompletion StepCompletion::from_json(const json& j) { return read_completion
 // error exactly as before.
 class CompletionSlots {
  public:
+  // The string-typed fields first: kTextSlots of them.
   enum Slot : std::uint8_t {
-    step_name, success, task_uuid, step_uuid, namespace_name, correlation_id, retryable,
+    step_name, task_uuid, step_uuid, namespace_name, correlation_id, success, retryable,
     retry_count, max_retries, result, metadata, error, other, kSlots
   };
+  static constexpr std::size_t kTextSlots = 5;
 
   static std::optional<StepCompletion> read(std::string_view text) {
     CompletionSlots slots;
@@ -117,13 +119,22 @@ class CompletionSlots {
   bool number_float(double v, const std::string& t) {
     return value([v, &t](auto& b) { return b.number_float(v, t); });
   }
-  bool string(std::string& v) { return value([&v](auto& b) { return b.string(v); }); }
+  bool string(std::string& v) {
+    if (level_ == 1 && current_ < kTextSlots) {
+      // A top-level string field: straight into its std::string, no json string in between.
+      text_[current_] = std::move(v);
+      text_set_[current_] = true;
+      slots_[current_] = nullptr;
+      return true;
+    }
+    return value([&v](auto& b) { return b.string(v); });
+  }
   bool binary(json::binary_t&) { return false; }
   bool key(std::string& k) {
     if (level_ > 1) return sub_->key(k);
     Slot slot = other;
     static constexpr std::array<std::string_view, other> kKeys = {
-        "step_name", "success", "task_uuid", "step_uuid", "namespace", "correlation_id",
+        "step_name", "task_uuid", "step_uuid", "namespace", "correlation_id", "success",
         "retryable", "retry_count", "max_retries", "result", "metadata", "error"};
     for (std::size_t i = 0; i < kKeys.size(); ++i) {
       if (kKeys[i] == k) {
@@ -131,6 +142,8 @@ class CompletionSlots {
         break;
       }
     }
+    current_ = slot;
+    text_set_[slot] = false;  // a repeated key: the last value wins, whatever its type
     sub_.emplace(slots_[slot], json_fields::kMaxDepth - 1);
     return true;
   }
@@ -164,11 +177,13 @@ class CompletionSlots {
     return put(*sub_);
   }
 
-  static bool take(json& slot, std::string& out) {
-    if (slot.is_null()) return true;
-    if (!slot.is_string()) return false;
-    out = std::move(slot.get_ref<std::string&>());
-    return true;
+  // A string field: its text when the (last) value was a string, "" when absent or null.
+  bool take_text(Slot slot, std::string& out) {
+    if (text_set_[slot]) {
+      out = std::move(text_[slot]);
+      return true;
+    }
+    return slots_[slot].is_null();
   }
   static bool take(json& slot, bool& out) {
     if (slot.is_null()) return true;
@@ -187,12 +202,12 @@ class CompletionSlots {
 
   std::optional<StepCompletion> complete() {
     StepCompletion c;
-    if (!slots_[step_name].is_string() || !slots_[success].is_boolean()) return std::nullopt;
-    if (!take(slots_[step_name], c.step_name) || c.step_name.empty()) return std::nullopt;
+    if (!text_set_[step_name] || !slots_[success].is_boolean()) return std::nullopt;
+    if (!take_text(step_name, c.step_name) || c.step_name.empty()) return std::nullopt;
     c.success = slots_[success].get<bool>();
-    if (!take(slots_[task_uuid], c.task_uuid) || !take(slots_[step_uuid], c.step_uuid) ||
-        !take(slots_[namespace_name], c.namespace_name) ||
-        !take(slots_[correlation_id], c.correlation_id) ||
+    if (!take_text(task_uuid, c.task_uuid) || !take_text(step_uuid, c.step_uuid) ||
+        !take_text(namespace_name, c.namespace_name) ||
+        !take_text(correlation_id, c.correlation_id) ||
         !take(slots_[retryable], c.retryable) || !take(slots_[retry_count], c.retry_count) ||
         !take(slots_[max_retries], c.max_retries)) {
       return std::nullopt;
@@ -217,6 +232,9 @@ class CompletionSlots {
   }
 
   std::array<json, kSlots> slots_;
+  std::array<std::string, kTextSlots> text_;
+  std::array<bool, kSlots> text_set_{};
+  Slot current_ = other;
   std::optional<detail::json_codec::DomBuilder> sub_;
   int level_ = 0;
   bool object_ = false;
