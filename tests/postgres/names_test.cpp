@@ -118,6 +118,27 @@ TEST(DurablePublisherOffline, AFullQueueRejectsOrDropsAndCountsEveryEvent) {
   }
 }
 
+TEST(DurablePublisherOffline, TheBlockPolicyWaitsForRoomThenRejects) {
+  DurablePublisherOptions o;
+  o.dsn = "host=/nonexistent-herald-dir port=5432 user=postgres dbname=postgres";
+  o.stream = "s";
+  o.require_connection_at_start = false;
+  o.max_queue = 2;
+  o.overflow = DurableOverflow::block;
+  o.block_timeout = std::chrono::milliseconds(100);
+  o.linger = std::chrono::milliseconds(50);
+  DurablePublisher p(o);
+  p.start();
+  p.send(DomainEvent::create("a.b"));
+  p.send(DomainEvent::create("a.b"));
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(p.send(DomainEvent::create("a.b")), TransportError);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100));
+  EXPECT_EQ(p.stats()["rejected"], 1);
+  p.stop();
+  EXPECT_EQ(p.stats()["unwritten_at_stop"], 2);
+}
+
 }  // namespace
 }  // namespace herald
 
