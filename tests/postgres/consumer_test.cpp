@@ -348,3 +348,47 @@ TEST_F(DurableTest, RetentionPrunesEveryStreamOnASchedule) {
 
 }  // namespace
 }  // namespace herald::testing
+
+namespace herald::testing {
+namespace {
+
+TEST_F(DurableTest, AStalledMemberLosesItsLeaseAndItsCommitIsFencedOff) {
+  publish(10);
+  std::atomic<bool> release{false};
+  std::atomic<bool> stalled{false};
+  Handled a, b;
+  DurableHandlers ha;
+  ha.handle = [&](const EventPtr& e, const DurableRecord& r) {
+    if (r.offset == 3) {
+      stalled = true;
+      // Longer than the lease: the member cannot renew while its handler runs.
+      wait_for([&] { return release.load(); }, 20s);
+    }
+    a.add(e, r);
+    return DurableResult::ok();
+  };
+  auto o = consumer_options("g");
+  o.lease = 1s;
+  o.batch_size = 100;
+  DurableConsumer ca(o, ha);
+  ca.start();
+  ASSERT_TRUE(wait_for([&] { return stalled.load(); }, 10s));
+  DurableConsumer cb(o, b.handlers());
+  cb.start();
+  // The standby takes over once the stalled member's lease ran out, and reads from the last
+  // commit (the stalled member had committed nothing of this batch, or up to a renewal).
+  ASSERT_TRUE(wait_for([&] { return cb.committed_offset() == 10; }, 30s)) << cb.stats().dump();
+  release = true;
+  ASSERT_TRUE(wait_for([&] { return ca.stats()["lease_lost"].get<int>() >= 1; }, 10s)) << ca.stats().dump();
+  EXPECT_FALSE(ca.active());
+  EXPECT_TRUE(cb.active());
+  EXPECT_EQ(scalar("SELECT committed_offset FROM herald.consumer_groups WHERE group_name = 'g'"), "10")
+      << "the fenced member did not move the group back";
+  EXPECT_EQ(b.offsets().back(), 10);
+  EXPECT_LE(b.offsets().front(), 3) << "the stalled event is handled again by the new owner";
+  cb.stop();
+  ca.stop();
+}
+
+}  // namespace
+}  // namespace herald::testing
