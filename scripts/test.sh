@@ -3,6 +3,7 @@
 #   scripts/test.sh            default build (build/)
 #   scripts/test.sh asan       Address+UndefinedBehavior sanitizers (build-asan/)
 #   scripts/test.sh tsan       ThreadSanitizer (build-tsan/)
+# pytest runs tests/python and the Python half of tests/stress (the C++ half is in CTest).
 # asan also runs pytest against its own build of the extension, with the ASan/UBSan runtimes
 # preloaded into /usr/bin/python3 (leak detection off: CPython keeps objects until exit by
 # design). tsan runs the C++ suite only: an uninstrumented interpreter makes TSan report races
@@ -27,12 +28,12 @@ ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)" --timeout 600 || 
 if [ -d tests/python ] && ls tests/python/test_*.py >/dev/null 2>&1; then
   if [ "$preset" = default ]; then
     PYTHONPATH="$PWD/$build_dir/python${PYTHONPATH:+:$PYTHONPATH}" HERALD_BUILD_DIR="$PWD/$build_dir" \
-      /usr/bin/python3 -m pytest -q tests/python || status=1
+      /usr/bin/python3 -m pytest -q tests/python tests/stress || status=1
   elif [ "$preset" = asan ]; then
     preload="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
     LD_PRELOAD="$preload" ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" \
       PYTHONPATH="$PWD/$build_dir/python${PYTHONPATH:+:$PYTHONPATH}" HERALD_BUILD_DIR="$PWD/$build_dir" \
-      /usr/bin/python3 -m pytest -q tests/python || status=1
+      /usr/bin/python3 -m pytest -q tests/python tests/stress || status=1
   fi
 fi
 exit $status

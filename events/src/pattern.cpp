@@ -186,14 +186,21 @@ PatternSet& PatternSet::operator=(PatternSet&&) noexcept = default;
 
 PatternSet::PatternSet(const std::vector<std::pair<Pattern, std::size_t>>& entries)
     : size_(entries.size()) {
+  // One RE2::Set entry per distinct pattern text: many subscribers on the same pattern share it.
+  // (Compiling a set of 1,000 copies of one pattern took minutes in the stress suite.)
+  std::unordered_map<std::string, std::size_t> wildcard_index;
   for (const auto& [pattern, owner] : entries) {
     if (pattern.matches_everything()) {
       everything_.push_back(owner);
     } else if (pattern.is_literal()) {
       literal_[pattern.text()].push_back(owner);
     } else {
-      wildcard_.push_back(pattern);
-      wildcard_owner_.push_back(owner);
+      auto [it, fresh] = wildcard_index.try_emplace(pattern.text(), wildcard_.size());
+      if (fresh) {
+        wildcard_.push_back(pattern);
+        wildcard_owners_.emplace_back();
+      }
+      wildcard_owners_[it->second].push_back(owner);
     }
   }
   if (!wildcard_.empty()) {
@@ -226,7 +233,10 @@ std::vector<std::size_t> PatternSet::match(std::string_view name) const {
       RE2::Set::ErrorInfo info{};
       const re2::StringPiece text(name.data(), name.size());
       if (set_->set.Match(text, &hits, &info)) {
-        for (int h : hits) owners.push_back(wildcard_owner_[static_cast<std::size_t>(h)]);
+        for (int h : hits) {
+          const auto& of = wildcard_owners_[static_cast<std::size_t>(h)];
+          owners.insert(owners.end(), of.begin(), of.end());
+        }
         matched_by_set = true;
       } else if (info.kind == RE2::Set::kNoError) {
         matched_by_set = true;  // no pattern matched
@@ -239,7 +249,9 @@ std::vector<std::size_t> PatternSet::match(std::string_view name) const {
     }
     if (!matched_by_set) {
       for (std::size_t i = 0; i < wildcard_.size(); ++i) {
-        if (wildcard_[i].matches(name)) owners.push_back(wildcard_owner_[i]);
+        if (wildcard_[i].matches(name)) {
+          owners.insert(owners.end(), wildcard_owners_[i].begin(), wildcard_owners_[i].end());
+        }
       }
     }
   }

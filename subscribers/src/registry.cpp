@@ -353,7 +353,7 @@ StopAllResult SubscriberRegistry::stop_all(milliseconds drain_timeout) {
       }
       // Wakes as soon as the whole bus is idle; the slice bounds the wait when subscriptions
       // outside this registry keep the bus busy.
-      bus_.drain(std::min(std::chrono::duration_cast<milliseconds>(deadline - now) +
+      (void)bus_.drain(std::min(std::chrono::duration_cast<milliseconds>(deadline - now) +
                               milliseconds(1),
                           milliseconds(10)));
     }

@@ -486,7 +486,7 @@ TEST(EventBusStats, PublishedCountsAcceptedPublishesNestedAndConcurrentOnesInclu
     auto stats = bus.stats();
     EXPECT_EQ(stats.published, static_cast<std::uint64_t>(kThreads * kPerThread + outers));
     EXPECT_EQ(stats.pending, 0u);
-    bus.stop(5s);
+    EXPECT_TRUE(bus.stop(5s).drained);
     EXPECT_TRUE(bus.publish(make("other")).rejected);
     stats = bus.stats();
     EXPECT_EQ(stats.published, static_cast<std::uint64_t>(kThreads * kPerThread + outers));

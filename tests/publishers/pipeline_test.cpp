@@ -322,7 +322,7 @@ TEST_F(PublishingPipelineTest, ATransportThatRefusesTheEventIsAFailureAtRoute) {
 }
 
 TEST_F(PublishingPipelineTest, AStoppedBusIsAFailureAtRoute) {
-  bus.stop();
+  (void)bus.stop();
   auto result = pipeline.publish(completion(), {declare("a.b")});
   ASSERT_EQ(result.failed.size(), 1u);
   EXPECT_EQ(result.failed[0].stage, "route");

@@ -428,7 +428,7 @@ void Worker::start() {
     }
     if (w.subscribers) w.subscribers->stop_all(std::chrono::milliseconds(0));
     if (w.transport_started) w.transport->stop();
-    if (w.bus) w.bus->stop(std::chrono::milliseconds(0));
+    if (w.bus) (void)w.bus->stop(std::chrono::milliseconds(0));  // nothing was published yet
     w.transition(WorkerState::stopped);
     {
       std::lock_guard lock(w.run_mutex);
@@ -682,7 +682,11 @@ void Worker::reload(WorkerConfig next) {
   for (const auto& [name, old] : old_by_name) {
     auto it = new_by_name.find(name);
     if (it == new_by_name.end() || !(it->second == old)) {
-      w.bus->drain(w.config.shutdown_drain_timeout);
+      if (!w.bus->drain(w.config.shutdown_drain_timeout)) {
+        logger()->warn("worker '{}': reload: the bus did not drain within {} ms before removing "
+                       "subscriber '{}'; its queued events are dropped (counted)",
+                       w.config.name, w.config.shutdown_drain_timeout.count(), name);
+      }
       w.subscribers->remove(name);
     }
   }

@@ -89,8 +89,8 @@ class PatternSet {
   std::size_t size_ = 0;
   std::unordered_map<std::string, std::vector<std::size_t>> literal_;
   std::vector<std::size_t> everything_;
-  std::vector<Pattern> wildcard_;         // by RE2::Set index
-  std::vector<std::size_t> wildcard_owner_;
+  std::vector<Pattern> wildcard_;         // distinct patterns, by RE2::Set index
+  std::vector<std::vector<std::size_t>> wildcard_owners_;  // owners of each
   std::unique_ptr<detail::RegexSet> set_;
 };
 
