@@ -58,7 +58,8 @@ constexpr const char* kDemoConfig = R"({
       {"name": "notification.receipt_sent", "condition": "success", "delivery_mode": "zeromq"}]}
   ],
   "subscribers": [
-    {"type": "audit", "name": "audit", "subscribes_to": ["#"], "path": "audit.jsonl"},
+    {"type": "audit", "name": "audit", "subscribes_to": ["#"], "path": "audit.jsonl",
+     "overflow": "block"},
     {"type": "metrics", "name": "metrics", "subscribes_to": ["payment.*", "order.*"], "path": "metrics.prom"}
   ]
 })";

@@ -30,7 +30,7 @@ def write_config(folder: Path, steps=None) -> Path:
             }
         ],
         "subscribers": [
-            {"type": "audit", "name": "audit", "subscribes_to": ["#"], "path": "audit.jsonl"},
+            {"type": "audit", "name": "audit", "subscribes_to": ["#"], "path": "audit.jsonl", "overflow": "block"},
             {"type": "metrics", "name": "metrics", "subscribes_to": ["payment.*"], "path": "metrics.prom"},
         ],
     }

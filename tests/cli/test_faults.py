@@ -81,7 +81,7 @@ def write_config(folder: Path, subscribers, transports=None, name="herald.json")
 
 
 def audit(name, path, patterns=("#",)):
-    return {"type": "audit", "name": name, "subscribes_to": list(patterns), "path": str(path)}
+    return {"type": "audit", "name": name, "subscribes_to": list(patterns), "path": str(path), "overflow": "block"}
 
 
 class Run:

@@ -32,9 +32,10 @@ def test_four_python_threads_publish_10k_events_each_to_python_and_cpp_subscribe
     worker = herald.Worker(config={
         "worker": {"name": "load", "dispatcher_threads": 2},
         "subscribers": [
-            {"type": "metrics", "name": "metrics", "subscribes_to": ["load.#"], "capacity": 100000},
+            {"type": "metrics", "name": "metrics", "subscribes_to": ["load.#"], "capacity": 100000,
+             "overflow": "block"},
             {"type": "audit", "name": "audit", "subscribes_to": ["load.t0"], "path": str(tmp_path / "audit.jsonl"),
-             "capacity": 100000},
+             "capacity": 100000, "overflow": "block"},
         ]})
     async_seen = []
 

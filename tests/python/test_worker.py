@@ -462,7 +462,7 @@ def test_run_stops_gracefully_on_sigterm(python_env, tmp_path):
         import herald
         worker = herald.Worker(config={{"worker": {{"name": "sig"}},
             "steps": {json.dumps(PAYMENT_STEPS)},
-            "subscribers": [{{"type": "audit", "name": "audit", "subscribes_to": ["#"], "path": {str(audit)!r}}}]}})
+            "subscribers": [{{"type": "audit", "name": "audit", "subscribes_to": ["#"], "path": {str(audit)!r}, "overflow": "block"}}]}})
 
         async def main():
             loop = asyncio.get_running_loop()
@@ -518,7 +518,8 @@ def test_config_file_with_a_cpp_audit_subscriber_and_a_python_subscriber(tmp_pat
     cfg.write_text(json.dumps({
         "worker": {"name": "file-worker", "dispatcher_threads": 2},
         "steps": PAYMENT_STEPS,
-        "subscribers": [{"type": "audit", "name": "audit", "subscribes_to": ["#"], "path": "audit.jsonl"}],
+        "subscribers": [{"type": "audit", "name": "audit", "subscribes_to": ["#"], "path": "audit.jsonl",
+                         "overflow": "block"}],
     }))
     got = []
 
