@@ -882,6 +882,59 @@ class Worker:
         self._run_event: Optional[asyncio.Event] = None
         self._stop_requested = False
         _live_workers.add(self)
+        self._register_method_hooks()
+
+    # -- subclass-style hooks ----------------------------------------------------------------------
+    # A subclass may override on_startup / on_shutdown / on_success / on_error as methods (sync
+    # or async; super() calls work and do nothing) and health_check. Each override runs as a
+    # hook registered when the worker is created, so before any decorator hook: startup runs the
+    # method first, shutdown (reverse order) runs it last. An override that cannot work (wrong
+    # parameters, not a function, a hook that has no method form) is a TypeError at class
+    # creation.
+    _METHOD_HOOKS = {"on_startup": 0, "on_shutdown": 0, "on_success": 1, "on_error": 2}
+    _DECORATOR_ONLY = ("on_worker_startup", "on_worker_shutdown", "on_state_change")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls._DECORATOR_ONLY:
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__name__}.{name}: this hook has no method form; register it with "
+                                f"@worker.{name} on an instance")
+        for name, arity in {**cls._METHOD_HOOKS, "health_check": 0}.items():
+            if name not in cls.__dict__:
+                continue
+            method = cls.__dict__[name]
+            if not inspect.isfunction(method):
+                raise TypeError(f"{cls.__name__}.{name} must be a plain method (def or async def), "
+                                f"got {type(method).__name__}")
+            try:
+                inspect.signature(method).bind(None, *([None] * arity))
+            except TypeError:
+                want = ", ".join(["self"] + ["completion", "error"][:arity])
+                raise TypeError(f"{cls.__name__}.{name} must take ({want}): "
+                                f"got {inspect.signature(method)}") from None
+            if name != "health_check":
+                # Keeps `@worker.on_startup` working on instances of the subclass too.
+                setattr(cls, name, _HookMethod(method, name))
+
+    def _register_method_hooks(self) -> None:
+        cls = type(self)
+        for name in self._METHOD_HOOKS:
+            if getattr(cls, name) is getattr(Worker, name):
+                continue
+            label = f"{cls.__name__}.{name}"
+            register = getattr(Worker, name)
+            register(self, self._wrap(_method_caller(self, name), name, label), name=label)
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The worker's logger (``herald.worker.<name>``)."""
+        return logging.getLogger(f"herald.worker.{self.name}")
+
+    async def health_check(self) -> bool:
+        """Override (sync or async) to add a check of your own to health(): False makes the
+        worker unhealthy."""
+        return True
 
     # -- hooks ------------------------------------------------------------------------------------
     def _wrap(self, fn: Callable[..., Any], kind: str, label: str) -> Callable[..., Any]:
@@ -907,7 +960,8 @@ class Worker:
         return name or getattr(fn, "__qualname__", None) or repr(fn)
 
     def _decorator(kind: str, named: bool = False):  # type: ignore[misc]
-        def register(self: "Worker", fn: Optional[Callable[..., Any]] = None, *, name: Optional[str] = None) -> Any:
+        def register(self: "Worker", fn: Optional[Callable[..., Any]] = None, *rest: Any,
+                     name: Optional[str] = None) -> Any:
             def add(f: Callable[..., Any]) -> Callable[..., Any]:
                 label = self._label(f, name)
                 wrapped = self._wrap(f, kind, label)
@@ -916,7 +970,11 @@ class Worker:
                 else:
                     getattr(self._native, kind)(wrapped)
                 return f
-            return add(fn) if fn is not None else add
+            if rest or (fn is not None and not callable(fn)):
+                # super().on_success(completion) / super().on_error(completion, error) from a
+                # subclass's hook method: the base hook does nothing.
+                return _NoOpHook()
+            return add(fn) if fn is not None else _DecoratorOrBaseHook(add)
         register.__name__ = kind
         return register
 
@@ -1083,7 +1141,7 @@ class Worker:
         running) instead of blocking; after `timeout` seconds (default: the configured
         intake_block_timeout_ms) it gives up and returns False, as a block timeout would."""
         if timeout is None:
-            timeout = float(self._native.config()["intake_block_timeout"])
+            timeout = float(self._native.config()["intake_block_timeout"])  # seconds
         if await _wait_for_room(self._native.intake_has_room, timeout):
             return self._native.complete_step(completion)
         return self._native.complete_step(completion, may_wait=False)
@@ -1126,13 +1184,84 @@ class Worker:
         return self._native.status()
 
     def health(self) -> dict:
-        return self._native.health()
+        """The native health report; a health_check override (sync or async) is consulted too:
+        its answer is under "health_check" and a False (or an exception) makes it unhealthy."""
+        report = self._native.health()
+        if type(self).health_check is Worker.health_check:
+            return report
+        try:
+            ok = bool(self._runner.call(self.health_check))
+        except BaseException as exc:  # noqa: BLE001 - reported, not raised
+            _log_exception(f"worker '{self.name}': health_check failed", exc)
+            ok = False
+        report["health_check"] = ok
+        report["healthy"] = bool(report.get("healthy", True)) and ok
+        return report
 
-    def config(self) -> dict:
-        return self._native.config()
+    @property
+    def config(self) -> "_Config":
+        """The worker's configuration summary (a dict; also callable, as it was a method)."""
+        return _Config(self._native.config())
 
     def __repr__(self) -> str:
         return f"Worker(name={self.name!r}, state={self.state})"
+
+
+class _NoOpHook:
+    """What a base hook returns when a subclass's override calls super(): awaitable, does nothing."""
+
+    def __await__(self) -> Any:
+        return iter(())
+
+
+class _DecoratorOrBaseHook(_NoOpHook):
+    """``@worker.on_startup(name=...)`` (a decorator) or ``await super().on_startup()`` from a
+    subclass's override (a no-op)."""
+
+    def __init__(self, add: Callable[[Callable[..., Any]], Any]) -> None:
+        self._add = add
+
+    def __call__(self, fn: Callable[..., Any]) -> Any:
+        return self._add(fn)
+
+
+def _method_caller(worker: Any, name: str) -> Callable[..., Any]:
+    # The native worker holds hooks; holding the worker itself would keep it alive through C++
+    # (a cycle the collector cannot see): a weak reference instead.
+    target = weakref.ref(worker)
+
+    def call(*args: Any) -> Any:
+        obj = target()
+        return None if obj is None else getattr(obj, name)(*args)
+
+    call.__qualname__ = f"{type(worker).__name__}.{name}"
+    return call
+
+
+class _HookMethod:
+    """A subclass's hook method (on_startup, ...): called with the hook's arguments it runs the
+    method; called with one callable (or only name=) it is the decorator, as on Worker."""
+
+    def __init__(self, fn: Callable[..., Any], kind: str) -> None:
+        self.fn, self.kind = fn, kind
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        if obj is None:
+            return self.fn
+        fn, kind = self.fn, self.kind
+
+        def bound(*args: Any, name: Optional[str] = None) -> Any:
+            if name is not None or (len(args) == 1 and callable(args[0])):
+                return getattr(Worker, kind)(obj, *args, name=name)
+            return fn(obj, *args)
+
+        return bound
+
+
+class _Config(dict):  # type: ignore[type-arg]
+    def __call__(self) -> "_Config":
+        return self
 
 
 # ------------------------------------------------------------------------------------------------
