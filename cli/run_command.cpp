@@ -77,6 +77,8 @@ class IntakeWindow {
     }
     submitted_.fetch_add(1);
   }
+  /// True when acquire() would wait now.
+  bool full() const { return in_flight() >= limit_; }
   /// A submission that was not accepted (refused, or it threw before reaching the worker).
   void cancel() { submitted_.fetch_sub(1); }
   /// The worker processed one completion (on its intake thread).
@@ -190,6 +192,17 @@ int run_worker(const RunOptions& options) {
     if (!accepted) window->cancel();
     return accepted;
   };
+  // The line reader's form: completions collect in `chunk` (each through the window) and go
+  // to the worker together, one hand-over per chunk (Worker::complete_steps). The chunk is
+  // submitted before the window could wait, so the reader never waits for completions it has
+  // not handed over. Returns how many of the chunk were accepted.
+  auto submit_chunk = [&](std::vector<StepCompletion>& chunk) -> std::size_t {
+    if (chunk.empty()) return 0;
+    const std::size_t accepted = worker.complete_steps(std::span<StepCompletion>(chunk));
+    if (window) for (std::size_t i = accepted; i < chunk.size(); ++i) window->cancel();
+    chunk.clear();
+    return accepted;
+  };
 
   std::mutex state_mutex;
   std::condition_variable state_cv;
@@ -236,10 +249,17 @@ int run_worker(const RunOptions& options) {
       // are published once per batch rather than once per line.
       LineReader reader(fd);
       std::vector<std::string_view> batch;
+      std::vector<StepCompletion> chunk;
       std::uint64_t number = 0;
       bool stop_reading = false;
       while (!stop_reading && !stopping() && reader.next_batch(batch, [&] { return stopping(); })) {
         std::uint64_t accepted = 0, refused = 0, bad = 0, seen = 0;
+        const auto flush = [&] {
+          const std::size_t n = chunk.size();
+          const std::size_t ok = submit_chunk(chunk);
+          accepted += ok;
+          refused += n - ok;
+        };
         for (const std::string_view line : batch) {
           if (stopping()) {
             stop_reading = true;
@@ -249,8 +269,12 @@ int run_worker(const RunOptions& options) {
           ++seen;
           if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
           try {
-            if (!submit(StepCompletion::parse(line))) ++refused;
-            else ++accepted;
+            StepCompletion completion = StepCompletion::parse(line);
+            if (window) {
+              if (window->full()) flush();
+              window->acquire([&] { return worker.state() != WorkerState::running; });
+            }
+            chunk.push_back(std::move(completion));
           } catch (const Error& e) {
             ++bad;
             std::fprintf(stderr, "herald run: line %llu: %s\n", static_cast<unsigned long long>(number), e.what());
@@ -261,6 +285,7 @@ int run_worker(const RunOptions& options) {
             }
           }
         }
+        flush();  // the lines before a stop or a strict failure still go, in order
         counts.lines.fetch_add(seen);
         if (accepted) counts.accepted.fetch_add(accepted);
         if (refused) counts.refused.fetch_add(refused);

@@ -70,6 +70,18 @@ namespace detail {
 // EventBus's locking contract): it hands the event over instead.
 thread_local int t_handler_depth = 0;
 
+struct BusCore;
+
+// EventBus::DeferWakes on this thread: the bus whose wake-ups are deferred (the outermost
+// scope's), the nesting depth, and the mailboxes made ready meanwhile, each once (its
+// `scheduled` flag is set when it joins the list, so later publishes to it only queue).
+struct DeferredWakes {
+  BusCore* core = nullptr;
+  int depth = 0;
+  std::vector<std::shared_ptr<Mailbox>> mailboxes;
+};
+thread_local DeferredWakes t_deferred;
+
 struct HandlerScope {
   HandlerScope() noexcept { ++t_handler_depth; }
   ~HandlerScope() { --t_handler_depth; }
@@ -376,6 +388,25 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     ready_cv.notify_one();
   }
 
+  // EventBus::DeferWakes: hands the mailboxes this thread made ready to the pool, under one
+  // ready-queue lock and with one wake-up per mailbox (a sleeping dispatcher is woken only if
+  // there is one: notify on a condition variable nobody waits on is not a system call).
+  void flush_deferred() {
+    if (t_deferred.core != this || t_deferred.mailboxes.empty()) return;
+    const std::size_t n = t_deferred.mailboxes.size();
+    {
+      std::lock_guard lock(ready_mutex);
+      for (auto& mb : t_deferred.mailboxes) ready.push_back(std::move(mb));
+      ready_size.store(ready.size(), std::memory_order_relaxed);
+    }
+    t_deferred.mailboxes.clear();
+    if (n == 1) {
+      ready_cv.notify_one();
+    } else {
+      ready_cv.notify_all();
+    }
+  }
+
   void log_drop(const Mailbox& mb, const DomainEvent& event, std::string_view why) {
     std::uint64_t suppressed = 0;
     if (drop_log.allow(&suppressed)) {
@@ -470,6 +501,7 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     bool room = ready();
     while (!room) {
       lock.unlock();
+      flush_deferred();  // the mailbox we wait on may be one this thread has not handed over yet
       {
         BlockingScope waiting;
         std::unique_lock relock(mb.mutex);
@@ -499,6 +531,10 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
     if (!mb->scheduled && !mb->running && !mb->paused && !mb->closed) {
       mb->scheduled = true;
       lock.unlock();
+      if (t_deferred.core == this) {
+        t_deferred.mailboxes.push_back(mb);
+        return;
+      }
       schedule(mb);
     }
   }
@@ -653,6 +689,8 @@ struct BusCore : std::enable_shared_from_this<BusCore> {
       try {
         HandlerScope in_handler;
         mb.batch_handler(std::span<const EventPtr>(batch), std::span<HandleOutcome>(outcomes));
+      } catch (const HandlerFailure& e) {
+        last_error = e.what();  // the outcomes stand; the adapter has reported the failures
       } catch (const std::exception& e) {
         last_error = e.what();
         std::fill(outcomes.begin(), outcomes.end(), HandleOutcome::failed);
@@ -1151,9 +1189,13 @@ PublishReport EventBus::publish(const EventPtr& event, PublishWait wait) noexcep
   return report;
 }
 
-bool EventBus::drain(std::chrono::milliseconds timeout) { return core_->wait_idle(timeout); }
+bool EventBus::drain(std::chrono::milliseconds timeout) {
+  core_->flush_deferred();  // drained means handled: hand this thread's deferred wake-ups over first
+  return core_->wait_idle(timeout);
+}
 
 StopReport EventBus::stop(std::chrono::milliseconds timeout) {
+  core_->flush_deferred();
   auto& core = *core_;
   if (core.on_dispatcher_thread()) {
     throw StateError("stop: cannot stop the bus '" + core.options.name +
@@ -1207,6 +1249,29 @@ BusStats EventBus::stats() const {
     s.subscriptions.push_back(mb->stats_locked());
   }
   return s;
+}
+
+// ---- DeferWakes --------------------------------------------------------------------------------
+
+EventBus::DeferWakes::DeferWakes(EventBus& bus) noexcept {
+  auto& d = detail::t_deferred;
+  if (d.depth == 0) d.core = bus.core_.get();
+  if (d.core != bus.core_.get()) return;  // another bus's scope is open here: this one does nothing
+  core_ = bus.core_.get();
+  ++d.depth;
+}
+
+void EventBus::DeferWakes::flush() noexcept {
+  if (core_) core_->flush_deferred();
+}
+
+EventBus::DeferWakes::~DeferWakes() {
+  if (!core_) return;
+  auto& d = detail::t_deferred;
+  if (--d.depth == 0) {
+    core_->flush_deferred();
+    d.core = nullptr;
+  }
 }
 
 }  // namespace herald

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <span>
 
 namespace herald::py_bindings {
 
@@ -189,6 +190,35 @@ void bind_worker(py::module_& m) {
              return self.worker->complete_step(std::move(c), wait);
            },
            py::arg("completion"), py::arg("may_wait") = true)
+      .def(
+          "complete_steps",
+          [](PyWorker& self, const py::iterable& completions, bool may_wait) {
+            // Converted and handed over in chunks (Worker::complete_steps: one hand-over per
+            // chunk, the GIL released meanwhile), so a generator of any length streams through
+            // bounded memory. A bad item raises after the ones before it were submitted.
+            constexpr std::size_t kChunk = 256;
+            const PublishWait wait = may_wait ? loop_aware_wait() : PublishWait::drop;
+            std::vector<StepCompletion> chunk;
+            chunk.reserve(kChunk);
+            std::size_t accepted = 0;
+            const auto submit = [&] {
+              py::gil_scoped_release nogil;
+              accepted += self.worker->complete_steps(std::span<StepCompletion>(chunk), wait);
+              chunk.clear();
+            };
+            for (const py::handle item : completions) {
+              try {
+                chunk.push_back(completion_from_python(item));
+              } catch (...) {
+                submit();  // the ones before the bad item go; its error (as complete_step's) is raised
+                throw;
+              }
+              if (chunk.size() == kChunk) submit();
+            }
+            submit();
+            return accepted;
+          },
+          py::arg("completions"), py::arg("may_wait") = true)
       .def("intake_has_room", [](PyWorker& self) { return self.worker->intake_has_room(); },
            py::call_guard<py::gil_scoped_release>())
       .def(

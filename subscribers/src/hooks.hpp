@@ -4,6 +4,7 @@
 #include <herald/events/log.hpp>
 #include <herald/subscribers/subscriber.hpp>
 
+#include <span>
 #include <string>
 
 namespace herald::detail {
@@ -16,5 +17,11 @@ struct HookOutcome {
 /// Never throws. Logs exceptions and failure results through `log_limit`.
 HookOutcome run_hooks(Subscriber& subscriber, const std::string& name, const EventPtr& event,
                       RateLimiter& log_limit) noexcept;
+
+/// The batch form for a batch-capable subscriber (Subscriber::handles_batches): one outcome
+/// per event, the same per-event rules. Never throws.
+void run_batch_hooks(Subscriber& subscriber, const std::string& name,
+                     std::span<const EventPtr> events, std::span<HookOutcome> outcomes,
+                     RateLimiter& log_limit) noexcept;
 
 }  // namespace herald::detail

@@ -85,6 +85,26 @@ struct SubscriberRegistry::Entry {
     if (failed) throw HandlerFailure(outcome.error);
   }
 
+  // The bus's batch handler for a batch-capable subscriber: the same hooks and breaker per
+  // event (hooks.hpp), one handle_batch call for the batch.
+  void on_batch(std::span<const EventPtr> events, std::span<HandleOutcome> outcomes) {
+    std::vector<detail::HookOutcome> results(events.size());
+    detail::run_batch_hooks(*subscriber, name, events, results, log_limit);
+    const std::string* last_error = nullptr;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const bool failed = results[i].kind == detail::HookOutcome::Kind::failed;
+      if (results[i].kind == detail::HookOutcome::Kind::skipped) {
+        skipped.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (has_breaker) record_outcome(!failed);
+      if (failed) {
+        outcomes[i] = HandleOutcome::failed;
+        last_error = &results[i].error;
+      }
+    }
+    if (last_error) throw HandlerFailure(*last_error);  // outcomes filled; the message for last_error
+  }
+
   void record_outcome(bool success) {
     std::optional<BreakerState> changed;
     std::uint32_t failures = 0;
@@ -202,9 +222,18 @@ bool SubscriberRegistry::start_entry(const std::shared_ptr<Entry>& entry, bool r
       stop_again = true;  // stop_all or remove() came first
     } else {
       try {
-        entry->subscription = bus_.subscribe(
-            entry->patterns, [entry](const EventPtr& event) { entry->on_event(event); },
-            entry->options);
+        if (entry->subscriber->handles_batches()) {
+          entry->subscription = bus_.subscribe_batch(
+              entry->patterns,
+              [entry](std::span<const EventPtr> events, std::span<HandleOutcome> outcomes) {
+                entry->on_batch(events, outcomes);
+              },
+              entry->options);
+        } else {
+          entry->subscription = bus_.subscribe(
+              entry->patterns, [entry](const EventPtr& event) { entry->on_event(event); },
+              entry->options);
+        }
         entry->state = Entry::State::started;
       } catch (...) {
         subscribe_error = std::current_exception();

@@ -526,3 +526,81 @@ TEST(ReaderCount, MoreThan65536NestedInlinePublishesAreCountedExactly) {
   EXPECT_EQ(n.bus.pending(), 0u);
   EXPECT_TRUE(n.bus.drain(1s));
 }
+
+// ---- EventBus::DeferWakes (issue 16: one dispatcher wake-up per mailbox per scope) ------------
+
+namespace {
+// Records the payload numbers a subscription handled, in order.
+struct Recorder {
+  std::mutex mutex;
+  std::vector<int> seen;
+  void add(const EventPtr& e) {
+    std::lock_guard lock(mutex);
+    seen.push_back(e->payload()["n"].get<int>());
+  }
+  std::size_t size() {
+    std::lock_guard lock(mutex);
+    return seen.size();
+  }
+};
+std::vector<int> iota_to(int n) {
+  std::vector<int> v(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = i;
+  return v;
+}
+}  // namespace
+
+TEST(DeferWakes, EventsPublishedInAScopeAreAllHandledInOrderOnceItEnds) {
+  Watchdog watchdog("defer wakes", 120s);
+  EventBus bus({.dispatcher_threads = 2});
+  Recorder a, b;
+  auto sa = bus.subscribe({"a.#"}, [&](const EventPtr& e) { a.add(e); });
+  auto sb = bus.subscribe({"b.#"}, [&](const EventPtr& e) { b.add(e); });
+  {
+    EventBus::DeferWakes defer(bus);
+    EventBus::DeferWakes nested(bus);  // nests: only the outermost hands over
+    for (int i = 0; i < 500; ++i) {
+      EXPECT_EQ(bus.publish(make("a.x", i)).delivered, 1u);
+      EXPECT_EQ(bus.publish(make("b.x", i)).delivered, 1u);
+    }
+  }
+  ASSERT_TRUE(bus.drain(30s));
+  EXPECT_EQ(a.seen, iota_to(500));
+  EXPECT_EQ(b.seen, iota_to(500));
+  EXPECT_EQ(sa.stats().dropped, 0u);
+}
+
+TEST(DeferWakes, AFullBlockMailboxInsideAScopeIsHandedOverBeforeThePublisherWaits) {
+  // Without the hand-over the publisher would wait for a mailbox no dispatcher was told about:
+  // an hour's block_timeout, then drops.
+  Watchdog watchdog("defer wakes block", 120s);
+  EventBus bus({.dispatcher_threads = 1});
+  Recorder r;
+  auto s = bus.subscribe({"a.#"}, [&](const EventPtr& e) { r.add(e); },
+                         {.capacity = 2, .overflow = OverflowPolicy::block, .block_timeout = 3600s});
+  {
+    EventBus::DeferWakes defer(bus);
+    for (int i = 0; i < 200; ++i) EXPECT_EQ(bus.publish(make("a.x", i)).delivered, 1u);
+    EXPECT_TRUE(bus.drain(30s));  // drain inside the scope hands over first, too
+    EXPECT_EQ(r.size(), 200u);
+  }
+  EXPECT_EQ(r.seen, iota_to(200));
+  EXPECT_EQ(s.stats().dropped, 0u);
+}
+
+TEST(DeferWakes, AScopeOnOneBusDoesNotHoldBackAnotherBus) {
+  Watchdog watchdog("defer wakes two buses", 120s);
+  EventBus first({.dispatcher_threads = 1}), second({.dispatcher_threads = 1});
+  Recorder r1, r2;
+  auto s1 = first.subscribe({"#"}, [&](const EventPtr& e) { r1.add(e); });
+  auto s2 = second.subscribe({"#"}, [&](const EventPtr& e) { r2.add(e); });
+  {
+    EventBus::DeferWakes defer(first);
+    EventBus::DeferWakes other(second);  // another bus's scope is open: this one defers nothing
+    (void)first.publish(make("x.y", 1));
+    (void)second.publish(make("x.y", 2));
+    EXPECT_TRUE(wait_for([&] { return r2.size() == 1; }, 30s));  // not deferred
+  }
+  ASSERT_TRUE(first.drain(30s));
+  EXPECT_EQ(r1.seen, std::vector<int>{1});
+}

@@ -574,3 +574,48 @@ def test_sync_start_inside_a_coroutine_uses_a_loop_of_its_own():
 
     outer = asyncio.run(main())
     assert loops["hook"] is not outer
+
+
+# ------------------------------------------------------------------------------------------------
+# complete_steps: many completions per hand-over (issue 16).
+
+def _order_sink():
+    got = []
+
+    class OrderSink(herald.BaseSubscriber):
+        subscriber_name = "order_sink"
+        overflow = "block"  # every event, for the order check
+
+        def subscribes_to(self):
+            return ["payment.*"]
+
+        def handle(self, event):
+            got.append(event.payload["amount"])
+
+    herald.SubscriberRegistry.instance().register(OrderSink)
+    return got
+
+
+def test_complete_steps_accepts_a_list_or_a_generator_in_order():
+    got = _order_sink()
+    worker = herald.Worker(name="w", steps=PAYMENT_STEPS)
+    with worker:
+        assert worker.complete_steps([ok_completion(amount=i) for i in range(600)]) == 600
+        assert worker.complete_steps(ok_completion(amount=i) for i in range(600, 1000)) == 400
+        assert worker.drain(30)
+        assert worker.status()["completions"]["processed"] == 1000
+    assert got == list(range(1000))
+    assert worker.complete_steps([ok_completion()]) == 0  # stopped: refused, counted
+    assert worker.status()["completions"]["rejected"] == 1
+
+
+def test_complete_steps_raises_for_a_bad_item_after_submitting_the_ones_before_it():
+    got = _order_sink()
+    worker = herald.Worker(name="w", steps=PAYMENT_STEPS)
+    with worker:
+        items = [ok_completion(amount=i) for i in range(5)] + ["not a completion"] + [ok_completion(amount=9)]
+        with pytest.raises(TypeError, match="expected a dict or herald.StepCompletion"):
+            worker.complete_steps(items)
+        assert worker.drain(30)
+        assert worker.status()["completions"]["received"] == 5
+    assert got == [0, 1, 2, 3, 4]

@@ -197,3 +197,76 @@ TEST(SubscriberHooks, AHandlerSlowerThanItsThresholdIsCountedSlow) {
   EXPECT_EQ(stats->slow, 1u);
   EXPECT_EQ(stats->handled, 2u);
 }
+
+namespace {
+
+// A batch-capable subscriber (Subscriber::handles_batches): logs each handle_batch call and its
+// size; an event named *.fail is marked failed, an event named *.throw makes the call throw.
+// The first call waits for `release`, so the test can queue events behind it.
+class BatchFn : public FnSubscriber {
+ public:
+  using FnSubscriber::FnSubscriber;
+  std::latch release{1};
+  std::atomic<bool> first_entered{false};
+  bool handles_batches() const override { return true; }
+  SubscriberResult handle_batch(std::span<const EventPtr> events,
+                                std::span<herald::HandleOutcome> outcomes) override {
+    log.add("batch:" + std::to_string(events.size()));
+    if (!first_entered.exchange(true)) release.wait();
+    SubscriberResult result;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const auto& name = events[i]->event_name();
+      if (name.ends_with(".throw")) throw std::runtime_error("batch boom");
+      if (name.ends_with(".fail")) {
+        outcomes[i] = herald::HandleOutcome::failed;
+        result = SubscriberResult::failure("bad event " + name);
+      }
+    }
+    return result;
+  }
+};
+
+}  // namespace
+
+TEST(SubscriberBatchHooks, BeforeHandlePerEventThenOneBatchCallThenAfterHandlePerEvent) {
+  EventBus bus({.dispatcher_threads = 2});
+  SubscriberRegistry registry(bus);
+  auto s = std::make_shared<BatchFn>("s", std::vector<std::string>{"#"});
+  s->on_before = [](const EventPtr& e) { return e->event_name() != "a.skip"; };
+  registry.register_subscriber(s);
+  registry.start_all();
+  bus.publish(make("a.first"));
+  ASSERT_TRUE(wait_for([&] { return s->first_entered.load(); }));
+  for (const char* name : {"a.skip", "a.one", "a.fail", "a.two"}) bus.publish(make(name));
+  s->release.count_down();  // the four queued behind the first call go in one batch
+  ASSERT_TRUE(bus.drain(5s));
+  EXPECT_EQ(s->log.calls(),
+            (Calls{"before:a.first", "batch:1", "after:a.first:ok", "before:a.skip", "before:a.one",
+                   "before:a.fail", "before:a.two", "batch:3", "after:a.one:ok", "after:a.fail:failed",
+                   "after:a.two:ok"}));
+  const auto stats = registry.stats("s");
+  EXPECT_EQ(stats->handled, 4u);  // a skipped event counts as handled (and as skipped)
+  EXPECT_EQ(stats->failed, 1u);
+  EXPECT_NE(stats->last_error.find("bad event a.fail"), std::string::npos) << stats->last_error;
+  EXPECT_EQ(registry.stats()["s"]["skipped"], 1);
+}
+
+TEST(SubscriberBatchHooks, AThrowingBatchFailsEachOfItsEventsWithOnHandleError) {
+  EventBus bus({.dispatcher_threads = 2});
+  SubscriberRegistry registry(bus);
+  auto s = std::make_shared<BatchFn>("s", std::vector<std::string>{"#"});
+  registry.register_subscriber(s);
+  registry.start_all();
+  bus.publish(make("a.first"));
+  ASSERT_TRUE(wait_for([&] { return s->first_entered.load(); }));
+  for (const char* name : {"a.one", "a.throw"}) bus.publish(make(name));
+  s->release.count_down();
+  ASSERT_TRUE(bus.drain(5s));
+  EXPECT_EQ(s->log.calls(),
+            (Calls{"before:a.first", "batch:1", "after:a.first:ok", "before:a.one", "before:a.throw",
+                   "batch:2", "error:a.one:handle:batch boom", "error:a.throw:handle:batch boom"}));
+  const auto stats = registry.stats("s");
+  EXPECT_EQ(stats->handled, 1u);
+  EXPECT_EQ(stats->failed, 2u);
+  EXPECT_NE(stats->last_error.find("batch boom"), std::string::npos) << stats->last_error;
+}

@@ -128,3 +128,108 @@ TEST(WorkerIntake, ACallerThatMayNotWaitIsTakenBeyondCapacityOrRefusedAtOnce) {
   EXPECT_EQ(status["completions"]["processed"], 4);
   (void)worker.stop();
 }
+
+// ---- Worker::complete_steps and the batched intake (issue 16) ---------------------------------
+
+namespace {
+// Records the "n" of every work.done event, in handling order.
+class OrderSubscriber : public herald::Subscriber {
+ public:
+  std::string name() const override { return "order"; }
+  std::vector<std::string> subscribes_to() const override { return {"work.#"}; }
+  herald::SubscriberResult handle(const herald::EventPtr& e) override {
+    std::lock_guard lock(mutex);
+    seen.push_back(e->payload()["n"].get<int>());
+    return {};
+  }
+  herald::SubscribeOptions subscribe_options() const override {
+    auto o = Subscriber::subscribe_options();
+    o.overflow = herald::OverflowPolicy::block;  // every event, for the order check
+    return o;
+  }
+  std::size_t size() {
+    std::lock_guard lock(mutex);
+    return seen.size();
+  }
+  std::mutex mutex;
+  std::vector<int> seen;
+};
+
+std::vector<StepCompletion> numbered(int from, int to) {
+  std::vector<StepCompletion> v;
+  for (int i = from; i < to; ++i) v.push_back(done(i));
+  return v;
+}
+}  // namespace
+
+TEST(WorkerIntake, CompleteStepsAcceptsARunInOrderAndTheEventsKeepIt) {
+  Watchdog watchdog("complete_steps", 120s);
+  herald::PublisherRegistry publishers;
+  Worker worker(one_step_config(), &publishers);
+  auto order = std::make_shared<OrderSubscriber>();
+  worker.add_subscriber(order);
+  worker.start();
+  std::vector<int> expected;
+  for (int run = 0; run < 20; ++run) {  // runs of 250: several intake batches each
+    auto completions = numbered(run * 250, (run + 1) * 250);
+    ASSERT_EQ(worker.complete_steps(completions), 250u);
+    for (int i = run * 250; i < (run + 1) * 250; ++i) expected.push_back(i);
+  }
+  ASSERT_TRUE(worker.drain(60s));
+  EXPECT_EQ(order->seen, expected);
+  const auto status = worker.status();
+  EXPECT_EQ(status["completions"]["processed"], 5000);
+  EXPECT_EQ(status["queues"]["intake_depth"], 0);
+  (void)worker.stop();
+  auto late = numbered(0, 3);
+  EXPECT_EQ(worker.complete_steps(late), 0u);
+  EXPECT_EQ(worker.status()["completions"]["rejected"], 3);
+}
+
+TEST(WorkerIntake, CompleteStepsAppliesTheOverflowPolicyToThoseBeyondCapacity) {
+  Watchdog watchdog("complete_steps overflow", 120s);
+  herald::PublisherRegistry publishers;
+  Worker worker(one_step_config({{"intake_capacity", 2}, {"intake_overflow", "drop_newest"}}), &publishers);
+  std::latch release(1);
+  std::atomic<bool> in_hook{false};
+  worker.on_success([&](const StepCompletion& c) {
+    if (c.result["n"] == 0) {
+      in_hook = true;
+      release.wait();
+    }
+  });
+  worker.start();
+  ASSERT_TRUE(worker.complete_step(done(0)));
+  ASSERT_TRUE(wait_for([&] { return in_hook.load(); }));
+  auto run = numbered(1, 6);
+  EXPECT_EQ(worker.complete_steps(run), 2u);  // 2 fit; drop_newest refuses the other 3
+  EXPECT_EQ(worker.status()["completions"]["rejected"], 3);
+  release.count_down();
+  ASSERT_TRUE(worker.drain(30s));
+  EXPECT_EQ(worker.status()["completions"]["processed"], 3);
+  (void)worker.stop();
+}
+
+TEST(WorkerIntake, AStopPastItsDeadlineCountsTheRestOfTheIntakeBatchUndelivered) {
+  Watchdog watchdog("intake batch at stop", 120s);
+  herald::PublisherRegistry publishers;
+  Worker worker(one_step_config(), &publishers);
+  std::atomic<bool> in_hook{false};
+  std::atomic<bool> never{false};
+  worker.on_success([&](const StepCompletion& c) {
+    if (c.result["n"] == 0) {
+      in_hook = true;
+      (void)wait_for([&] { return never.load(); }, 3s);  // longer than stop's deadline below
+    }
+  });
+  worker.start();
+  auto completions = numbered(0, 10);  // one hand-over: the intake thread takes all ten at once
+  ASSERT_EQ(worker.complete_steps(completions), 10u);
+  ASSERT_TRUE(wait_for([&] { return in_hook.load(); }));
+  const auto report = worker.stop(50ms);
+  EXPECT_FALSE(report.graceful);
+  EXPECT_EQ(report.intake_undelivered, 9u);  // taken with the first, never started
+  const auto status = worker.status();
+  EXPECT_EQ(status["completions"]["processed"], 1);
+  EXPECT_EQ(status["completions"]["dropped"], 9);
+}

@@ -82,7 +82,8 @@ class AuditSubscriber : public Subscriber {
   /// error is truncated away, and the rest are marked failed (all of them with fsync on: none is
   /// known to be durable). Returns the failure (naming the path and the reason) or success.
   /// For a batch-capable host (EventBus::subscribe_batch); handle() is the one-event case.
-  SubscriberResult handle_batch(std::span<const EventPtr> events, std::span<HandleOutcome> outcomes);
+  SubscriberResult handle_batch(std::span<const EventPtr> events, std::span<HandleOutcome> outcomes) override;
+  bool handles_batches() const override { return true; }
   /// Open, and no write error within the last recheck_after (see the header comment).
   bool health_check() override;
 

@@ -46,7 +46,8 @@ class MetricsSubscriber : public Subscriber {
   SubscriberResult handle(const EventPtr& event) override;
   /// Counts every event of a run of consecutive events under one lock (never fails; `outcomes`
   /// stay handled). For a batch-capable host (EventBus::subscribe_batch).
-  SubscriberResult handle_batch(std::span<const EventPtr> events, std::span<HandleOutcome> outcomes);
+  SubscriberResult handle_batch(std::span<const EventPtr> events, std::span<HandleOutcome> outcomes) override;
+  bool handles_batches() const override { return true; }
   /// Writes the file when a path was given (errors propagate to the registry, which logs them).
   void on_stop() override;
 

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -90,6 +91,20 @@ class Subscriber {
   /// Glob patterns (pattern.hpp); an event is delivered once however many of them match.
   virtual std::vector<std::string> subscribes_to() const = 0;
   virtual SubscriberResult handle(const EventPtr& event) = 0;
+
+  /// Batch-capable subscribers (handles_batches() true) are given runs of consecutive events
+  /// (up to the bus's batch_size) in one handle_batch() call instead of one handle() call each:
+  /// the registry runs before_handle for each event, handle_batch for those not skipped, then
+  /// after_handle for each of them with its own result (success, or failure with the returned
+  /// message for the events marked failed), so the hook rules above hold per event. An
+  /// exception from handle_batch fails every event of the call (on_handle_error for each,
+  /// stage `handle`). For subscribers that pay a fixed cost per call: the audit subscriber
+  /// writes a batch with one writev(2). The default handle_batch calls handle() per event.
+  virtual bool handles_batches() const { return false; }
+  /// Fills `outcomes` (pre-set to handled, one per event) and returns a failure naming the
+  /// problem when any event failed.
+  virtual SubscriberResult handle_batch(std::span<const EventPtr> events,
+                                        std::span<HandleOutcome> outcomes);
 
   virtual bool before_handle(const EventPtr& /*event*/) { return true; }
   virtual void after_handle(const EventPtr& /*event*/, const SubscriberResult& /*result*/) {}

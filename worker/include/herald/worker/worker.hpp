@@ -20,6 +20,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,7 +53,7 @@ struct WorkerStopReport {
   nlohmann::json to_json() const;
 };
 
-/// Thread safety: complete_step(), state(), status(), health(), request_stop() may be called
+/// Thread safety: complete_step(), complete_steps(), intake_has_room(), state(), status(), health(), request_stop() may be called
 /// from any thread. Hooks must be registered before start() (StateError after). start(),
 /// stop() and run() are meant for one controlling thread; stop() is idempotent. The destructor
 /// stops the worker (graceful, with the configured drain timeout). Not copyable or movable.
@@ -93,6 +94,13 @@ class Worker {
   /// says what a full `block` intake does (PublishWait: wait up to intake_block_timeout, take
   /// it beyond capacity, or refuse it at once).
   bool complete_step(StepCompletion completion, PublishWait wait = PublishWait::allowed);
+  /// complete_step() for a run of completions, in order, each under the same rules, but with
+  /// one lock and one wake-up of the intake thread for all those that find room (a caller
+  /// with many completions at hand, such as a line reader or Python's complete_steps(), saves
+  /// a hand-over per completion). Returns how many were accepted; the completions are moved
+  /// from (those refused too).
+  std::size_t complete_steps(std::span<StepCompletion> completions,
+                             PublishWait wait = PublishWait::allowed);
   /// True when complete_step() would not wait now (for cooperative back-pressure).
   [[nodiscard]] bool intake_has_room() const;
   /// Graceful stop within `deadline` (default: the configured shutdown_drain_timeout).
