@@ -27,8 +27,10 @@ class Herald:
         self.p = subprocess.Popen([str(HERALD), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.out, self.err = [], []
         self.cv = threading.Condition()
-        for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
-            threading.Thread(target=self._read, args=(stream, sink), daemon=True).start()
+        self.readers = [threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+                        for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err))]
+        for reader in self.readers:
+            reader.start()
 
     def _read(self, stream, sink):
         for raw in iter(stream.readline, b""):
@@ -48,12 +50,16 @@ class Herald:
                 self.cv.wait(min(left, 0.2))
 
     def finish(self, timeout=20.0):
+        """Waits for the process to exit, then for the readers to reach end of file: the
+        process can exit before a reader thread has taken its last lines from the pipe."""
         try:
             return self.p.wait(timeout)
         finally:
             if self.p.poll() is None:
                 self.p.kill()
                 self.p.wait()
+            for reader in self.readers:
+                reader.join(timeout)
 
     def kill(self):
         if self.p.poll() is None:
