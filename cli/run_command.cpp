@@ -184,15 +184,7 @@ int run_worker(const RunOptions& options) {
   }
   IntakeCounters counts;
   std::atomic<bool> input_done{false}, strict_failed{false};
-  // Submits one completion through the window; true when the worker accepted it.
-  auto submit = [&](StepCompletion&& completion) {
-    if (!window) return worker.complete_step(std::move(completion));
-    window->acquire([&] { return worker.state() != WorkerState::running; });
-    const bool accepted = worker.complete_step(std::move(completion));
-    if (!accepted) window->cancel();
-    return accepted;
-  };
-  // The line reader's form: completions collect in `chunk` (each through the window) and go
+  // How both inputs submit: completions collect in `chunk` (each through the window) and go
   // to the worker together, one hand-over per chunk (Worker::complete_steps). The chunk is
   // submitted before the window could wait, so the reader never waits for completions it has
   // not handed over. Returns how many of the chunk were accepted.
@@ -307,23 +299,47 @@ int run_worker(const RunOptions& options) {
         pull.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(4 << 20));
         pull.bind(options.listen);
         std::uint64_t number = 0;
-        while (!stopping()) {
+        // Each wake-up takes every message already waiting (up to kListenBatch) and hands the
+        // completions over in one go, as the line reader does per read.
+        constexpr std::size_t kListenBatch = 256;
+        std::vector<StepCompletion> chunk;
+        bool stop_listening = false;
+        while (!stop_listening && !stopping()) {
           zmq::message_t msg;
           if (!pull.recv(msg)) continue;
-          ++number;
-          counts.lines.fetch_add(1);
-          try {
-            if (!submit(StepCompletion::parse(msg.to_string_view()))) counts.refused.fetch_add(1);
-            else counts.accepted.fetch_add(1);
-          } catch (const Error& e) {
-            counts.bad.fetch_add(1);
-            std::fprintf(stderr, "herald run: message %llu from %s: %s\n",
-                         static_cast<unsigned long long>(number), options.listen.c_str(), e.what());
-            if (options.strict) {
-              strict_failed = true;
-              break;
+          std::uint64_t taken = 0, accepted = 0, refused = 0, bad = 0;
+          const auto flush = [&] {
+            const std::size_t n = chunk.size();
+            const std::size_t ok = submit_chunk(chunk);
+            accepted += ok;
+            refused += n - ok;
+          };
+          do {
+            ++number;
+            ++taken;
+            try {
+              StepCompletion completion = StepCompletion::parse(msg.to_string_view());
+              if (window) {
+                if (window->full()) flush();
+                window->acquire([&] { return worker.state() != WorkerState::running; });
+              }
+              chunk.push_back(std::move(completion));
+            } catch (const Error& e) {
+              ++bad;
+              std::fprintf(stderr, "herald run: message %llu from %s: %s\n",
+                           static_cast<unsigned long long>(number), options.listen.c_str(), e.what());
+              if (options.strict) {
+                strict_failed = true;
+                stop_listening = true;
+                break;
+              }
             }
-          }
+          } while (taken < kListenBatch && !stopping() && pull.recv(msg, zmq::recv_flags::dontwait));
+          flush();
+          counts.lines.fetch_add(taken);
+          if (accepted) counts.accepted.fetch_add(accepted);
+          if (refused) counts.refused.fetch_add(refused);
+          if (bad) counts.bad.fetch_add(bad);
         }
       } catch (const std::exception& e) {
         std::fprintf(stderr, "herald run: --listen %s: %s\n", options.listen.c_str(), e.what());
