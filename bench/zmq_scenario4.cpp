@@ -37,7 +37,7 @@
 #include <herald/events/error.hpp>
 #include <herald/events/ids.hpp>
 #include <herald/events/wire.hpp>
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/transport.hpp>
 
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>

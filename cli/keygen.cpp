@@ -1,7 +1,7 @@
 // herald keygen: writes a CURVE key pair (PREFIX.key, mode 0600, and PREFIX.pub).
 #include "commands.hpp"
 
-#include <herald/events/curve.hpp>
+#include <herald/zeromq/curve.hpp>
 
 #include <CLI/CLI.hpp>
 

@@ -5,7 +5,7 @@
 
 #include <herald/events/error.hpp>
 #include <herald/events/log.hpp>
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/transport.hpp>
 #include <herald/worker/worker.hpp>
 
 #include <CLI/CLI.hpp>

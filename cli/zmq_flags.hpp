@@ -1,7 +1,7 @@
 // Flags shared by the ZeroMQ commands (publish, tail, proxy): endpoints and CURVE keys.
 #pragma once
 
-#include <herald/events/curve.hpp>
+#include <herald/zeromq/curve.hpp>
 
 #include <CLI/CLI.hpp>
 

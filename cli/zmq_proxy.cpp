@@ -3,7 +3,7 @@
 #include "signals.hpp"
 #include "zmq_flags.hpp"
 
-#include <herald/events/zmq_proxy.hpp>
+#include <herald/zeromq/proxy.hpp>
 
 #include <CLI/CLI.hpp>
 

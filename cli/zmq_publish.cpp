@@ -4,7 +4,7 @@
 #include "zmq_flags.hpp"
 
 #include <herald/events/pattern.hpp>
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/transport.hpp>
 
 #include <CLI/CLI.hpp>
 

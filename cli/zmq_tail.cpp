@@ -5,7 +5,7 @@
 
 #include <herald/events/error.hpp>
 #include <herald/events/pattern.hpp>
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/transport.hpp>
 
 #include <CLI/CLI.hpp>
 

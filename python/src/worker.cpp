@@ -7,7 +7,7 @@
 #include "common.hpp"
 
 #include <herald/events/log.hpp>
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/transport.hpp>
 #include <herald/worker/worker.hpp>
 
 #include <chrono>

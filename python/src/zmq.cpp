@@ -2,7 +2,7 @@
 // Their sockets live on their own I/O threads; start/stop/wait release the GIL.
 #include "common.hpp"
 
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/transport.hpp>
 
 #include <chrono>
 #include <cmath>

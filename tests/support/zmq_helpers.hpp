@@ -2,7 +2,7 @@
 // thread-safe collector of what a ZmqSubscriber callback received.
 #pragma once
 
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/transport.hpp>
 
 #include <atomic>
 #include <chrono>

@@ -1,9 +1,9 @@
 // Worker with the ZeroMQ transport built from its configuration (transports.zeromq): endpoints,
 // encoding, bind or connect, CURVE as server (secret key + allow-list) and as client (server key),
 // and key-file errors at start. In process: a ZmqSubscriber of the same process receives.
-#include <herald/events/curve.hpp>
+#include <herald/zeromq/curve.hpp>
 #include <herald/events/error.hpp>
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/transport.hpp>
 #include <herald/worker/worker.hpp>
 
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 #include "transport_factory.hpp"
 
-#include <herald/events/curve.hpp>
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/curve.hpp>
+#include <herald/zeromq/transport.hpp>
 
 namespace herald {
 

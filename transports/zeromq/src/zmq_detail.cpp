@@ -1,7 +1,7 @@
 // Helpers shared by the ZeroMQ transports: the shared context, eventfd wake-ups, bind/connect.
 #include "zmq_detail.hpp"
 
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/transport.hpp>
 
 #include <sys/eventfd.h>
 #include <sys/socket.h>

@@ -3,8 +3,8 @@
 // (libzmq would not), the proxy bounds the topics it forwards, and a live ipc endpoint is not
 // taken over by a second bind.
 #include <herald/events/error.hpp>
-#include <herald/events/zmq_proxy.hpp>
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/proxy.hpp>
+#include <herald/zeromq/transport.hpp>
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -12,7 +12,7 @@
 // the defence against strangers.
 #pragma once
 
-#include <herald/events/curve.hpp>
+#include <herald/zeromq/curve.hpp>
 #include <herald/events/wire.hpp>
 
 #include <nlohmann/json.hpp>

@@ -1,7 +1,7 @@
 // CURVE keys, key files, socket options and the ZAP handler.
 #include "zmq_detail.hpp"
 
-#include <herald/events/curve.hpp>
+#include <herald/zeromq/curve.hpp>
 #include <herald/events/error.hpp>
 #include <herald/events/log.hpp>
 

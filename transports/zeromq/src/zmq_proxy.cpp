@@ -2,8 +2,8 @@
 #include "zmq_detail.hpp"
 
 #include <herald/events/log.hpp>
-#include <herald/events/zmq_proxy.hpp>
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/proxy.hpp>
+#include <herald/zeromq/transport.hpp>
 
 #include <atomic>
 #include <future>

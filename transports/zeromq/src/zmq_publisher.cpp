@@ -4,7 +4,7 @@
 #include <herald/events/error.hpp>
 #include <herald/events/ids.hpp>
 #include <herald/events/log.hpp>
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/transport.hpp>
 
 #include <condition_variable>
 #include <deque>

@@ -6,7 +6,7 @@
 #include <herald/events/ids.hpp>
 #include <herald/events/log.hpp>
 #include <herald/events/pattern.hpp>
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/transport.hpp>
 
 #include <array>
 #include <cstring>

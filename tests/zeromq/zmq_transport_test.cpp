@@ -2,8 +2,8 @@
 // subscriptions, gaps, duplicates, bad input, reconnects, CURVE, the proxy and clean stops.
 #include <herald/events/error.hpp>
 #include <herald/events/event_bus.hpp>
-#include <herald/events/zmq_proxy.hpp>
-#include <herald/events/zmq_transport.hpp>
+#include <herald/zeromq/proxy.hpp>
+#include <herald/zeromq/transport.hpp>
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

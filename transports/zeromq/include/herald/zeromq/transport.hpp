@@ -9,7 +9,7 @@
 // transports share shared_zmq_context(), which lives while any transport uses it.
 #pragma once
 
-#include <herald/events/curve.hpp>
+#include <herald/zeromq/curve.hpp>
 #include <herald/events/event_bus.hpp>
 #include <herald/events/transport.hpp>
 #include <herald/events/wire.hpp>
