@@ -24,11 +24,12 @@ constexpr std::array<std::pair<PublicationCondition, std::string_view>, 5> kCond
 }};
 
 // "fast" follows "in_process" so that to_string finds the canonical name first.
-constexpr std::array<std::pair<DeliveryMode, std::string_view>, 4> kDeliveryModeNames{{
+constexpr std::array<std::pair<DeliveryMode, std::string_view>, 5> kDeliveryModeNames{{
     {DeliveryMode::in_process, "in_process"},
     {DeliveryMode::in_process, "fast"},
     {DeliveryMode::zeromq, "zeromq"},
     {DeliveryMode::broadcast, "broadcast"},
+    {DeliveryMode::durable, "durable"},
 }};
 
 // Parses an enum-valued field, re-throwing as ValidationError so the error carries the field's

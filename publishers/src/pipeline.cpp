@@ -129,17 +129,32 @@ void EventRouter::route(const EventPtr& event, DeliveryMode mode) const {
       to_transport(*t, event, mode);
       return;
     }
+    case DeliveryMode::durable: {
+      Transport* d = durable();
+      if (!d) throw TransportError(road_error(event, mode, "no durable road configured (transports.postgres)"));
+      to_transport(*d, event, mode);
+      return;
+    }
     case DeliveryMode::broadcast: {
-      // Check both roads first so that a missing one means nothing was delivered.
+      // Check the roads first so that a missing one means nothing was delivered.
       Transport* t = transport();
-      if (!t) throw TransportError(road_error(event, mode, "no transport configured"));
+      Transport* d = durable();
+      if (!t && !d) {
+        throw TransportError(road_error(event, mode, "no out-of-process road configured (zeromq or postgres)"));
+      }
       if (!bus_) throw TransportError(road_error(event, mode, "no in-process event bus configured"));
       to_bus(event, mode);
-      try {
-        to_transport(*t, event, mode);
-      } catch (const TransportError& e) {
-        throw TransportError(std::string(e.what()) + " (it was delivered in process)");
+      // Every road is tried; a failure on one does not keep the event from the others.
+      std::string failures;
+      for (Transport* road : {d, t}) {
+        if (!road) continue;
+        try {
+          to_transport(*road, event, mode);
+        } catch (const TransportError& e) {
+          failures += (failures.empty() ? "" : "; ") + std::string(e.what());
+        }
       }
+      if (!failures.empty()) throw TransportError(failures + " (it was delivered in process and on the other roads)");
       return;
     }
   }
@@ -326,7 +341,8 @@ json PublishingPipeline::stats() const {
             {"failed", failed_count()},
             {"hook_errors", hook_errors_.load(std::memory_order_relaxed)}};
   json modes = json::object();
-  for (auto mode : {DeliveryMode::in_process, DeliveryMode::zeromq, DeliveryMode::broadcast}) {
+  for (auto mode : {DeliveryMode::in_process, DeliveryMode::zeromq, DeliveryMode::broadcast,
+                    DeliveryMode::durable}) {
     modes[std::string(to_string(mode))] = by_mode_[mode_index(mode)].load(std::memory_order_relaxed);
   }
   j["published_by_delivery_mode"] = std::move(modes);

@@ -317,17 +317,17 @@ class EventDeclaration(_Model):
 
     def to_herald(self, *, durable_as: Optional[str] = None) -> dict[str, Any]:
         """This declaration as herald's configuration takes it (``fast`` becomes
-        ``in_process``). Declarations cannot name herald's durable road yet: ``durable`` raises
-        ValueError unless ``durable_as`` names the mode to use instead (``"zeromq"`` or
-        ``"broadcast"``)."""
+        ``in_process``). ``durable`` is herald's durable road too (PostgreSQL: the worker needs
+        ``transports.postgres``, see docs/durable.md); ``durable_as`` maps it to another mode
+        instead (``"zeromq"`` or ``"broadcast"``) for a deployment without a database."""
         out: dict[str, Any] = {"name": self.name}
         if self.condition is not None:
             out["condition"] = self.condition
         mode = self.delivery_mode
-        if mode == "durable":
-            if durable_as is None:
-                raise ValueError(f"event '{self.name}': delivery_mode 'durable' has no herald road yet; "
-                                 "pass durable_as='zeromq' or 'broadcast' (docs/migrating-from-tasker-core.md)")
+        if mode == "durable" and durable_as is not None:
+            if durable_as not in _DELIVERY_MODES:
+                raise ValueError(f"event '{self.name}': durable_as {durable_as!r} is not a delivery mode "
+                                 f"(one of {', '.join(_DELIVERY_MODES)})")
             mode = durable_as
         if mode == "fast":
             mode = "in_process"
@@ -1322,8 +1322,9 @@ def herald_steps(steps: Iterable[Mapping[str, Any]], *, durable_as: Optional[str
     herald's ``steps`` entries (``Worker(steps=...)`` or the configuration file): keys herald
     does not take (``description``, ``handler``, ...) are dropped, ``fast`` becomes
     ``in_process``. A declaration without ``delivery_mode`` is ``durable``, tasker-core's YAML
-    default (herald's is ``in_process``), and ``durable`` needs `durable_as` (see
-    EventDeclaration.to_herald): nothing meant for other processes silently stays in process."""
+    default (herald's is ``in_process``): the worker then needs ``transports.postgres``, or
+    `durable_as` maps it to another road (see EventDeclaration.to_herald). Nothing meant for
+    other processes silently stays in process."""
     out: list[dict[str, Any]] = []
     for step in steps:
         declarations = []

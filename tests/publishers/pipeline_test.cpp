@@ -313,6 +313,55 @@ TEST_F(PublishingPipelineTest, BroadcastWithoutATransportDeliversNothing) {
   EXPECT_TRUE(received.events().empty());
 }
 
+TEST_F(PublishingPipelineTest, DurableModeSendsToTheDurableRoadOnly) {
+  RecordingTransport durable;
+  router.set_durable(&durable);
+  auto result = pipeline.publish(completion(), {declare("a.kept", DeliveryMode::durable)});
+  ASSERT_TRUE(result.ok());
+  ASSERT_EQ(durable.sent().size(), 1u);
+  EXPECT_EQ(durable.sent()[0], result.published[0]);
+  EXPECT_TRUE(transport.sent().empty());
+  EXPECT_TRUE(received.events().empty());
+  EXPECT_EQ(pipeline.stats()["published_by_delivery_mode"]["durable"], 1);
+  router.set_durable(nullptr);
+}
+
+TEST_F(PublishingPipelineTest, DurableModeWithoutADurableRoadIsAReportedFailureNamingTheConfiguration) {
+  auto result = pipeline.publish(completion(), {declare("a.kept", DeliveryMode::durable), declare("a.local")});
+  ASSERT_EQ(result.failed.size(), 1u);
+  EXPECT_EQ(result.failed[0].stage, "route");
+  EXPECT_NE(result.failed[0].message.find("transports.postgres"), std::string::npos) << result.failed[0].message;
+  EXPECT_TRUE(transport.sent().empty());
+  EXPECT_EQ(received.names(), std::vector<std::string>{"a.local"});
+}
+
+TEST_F(PublishingPipelineTest, BroadcastSendsOneEventToTheBusAndEveryConfiguredRoad) {
+  RecordingTransport durable;
+  router.set_durable(&durable);
+  auto result = pipeline.publish(completion(), {declare("a.b", DeliveryMode::broadcast)});
+  ASSERT_TRUE(result.ok());
+  ASSERT_EQ(received.events().size(), 1u);
+  ASSERT_EQ(transport.sent().size(), 1u);
+  ASSERT_EQ(durable.sent().size(), 1u);
+  EXPECT_EQ(received.events()[0], transport.sent()[0]);  // one object, one event_id, three roads
+  EXPECT_EQ(received.events()[0], durable.sent()[0]);
+  // With the ZeroMQ road gone, broadcast still reaches the bus and the durable road.
+  router.set_transport(nullptr);
+  ASSERT_TRUE(pipeline.publish(completion(), {declare("a.c", DeliveryMode::broadcast)}).ok());
+  EXPECT_EQ(durable.sent().size(), 2u);
+  EXPECT_EQ(received.events().size(), 2u);
+  // A road that refuses does not keep the event from the others; the failure says so.
+  router.set_transport(&transport);
+  transport.refuse(true);
+  auto refused = pipeline.publish(completion(), {declare("a.d", DeliveryMode::broadcast)});
+  ASSERT_EQ(refused.failed.size(), 1u);
+  EXPECT_NE(refused.failed[0].message.find("delivered in process and on the other roads"), std::string::npos)
+      << refused.failed[0].message;
+  EXPECT_EQ(durable.sent().size(), 3u);
+  EXPECT_EQ(received.events().size(), 3u);
+  router.set_durable(nullptr);
+}
+
 TEST_F(PublishingPipelineTest, ATransportThatRefusesTheEventIsAFailureAtRoute) {
   transport.refuse(true);
   auto result = pipeline.publish(completion(), {declare("a.b", DeliveryMode::zeromq)});
@@ -348,7 +397,7 @@ TEST_F(PublishingPipelineTest, CountsPublishedSkippedAndFailedByNameModeAndPubli
   const json stats = pipeline.stats();
   EXPECT_EQ(stats.at("published_by_event"), (json{{"a.local", 2}, {"a.both", 2}, {"a.remote", 2}}));
   EXPECT_EQ(stats.at("published_by_delivery_mode"),
-            (json{{"in_process", 2}, {"zeromq", 2}, {"broadcast", 2}}));
+            (json{{"in_process", 2}, {"zeromq", 2}, {"broadcast", 2}, {"durable", 0}}));
   EXPECT_EQ(stats.at("published_by_publisher"), (json{{"payments", 6}}));
   EXPECT_EQ(stats.at("skipped_by_reason"),
             (json{{"condition", 2}, {"should_publish", 2}, {"before_publish", 0}}));

@@ -180,9 +180,10 @@ def test_declarations_convert_to_herald_configuration():
     assert EventDeclaration(name="a.b", delivery_mode="fast", schema={"type": "object"}).to_herald() == \
         {"name": "a.b", "delivery_mode": "in_process", "schema": {"type": "object"}}
     durable = EventDeclaration(name="a.b", delivery_mode="durable")
-    with pytest.raises(ValueError, match="durable"):
-        durable.to_herald()
+    assert durable.to_herald() == {"name": "a.b", "delivery_mode": "durable"}  # herald's durable road
     assert durable.to_herald(durable_as="zeromq")["delivery_mode"] == "zeromq"
+    with pytest.raises(ValueError, match="not a delivery mode"):
+        durable.to_herald(durable_as="pigeon")
 
 
 def test_herald_steps_turns_a_task_template_into_steps_a_worker_accepts():
@@ -197,8 +198,11 @@ def test_herald_steps_turns_a_task_template_into_steps_a_worker_accepts():
 
 def test_herald_steps_takes_a_missing_delivery_mode_as_tasker_core_s_default_durable():
     steps = [{"name": "ship", "publishes_events": [{"name": "order.shipped"}]}]
-    with pytest.raises(ValueError, match="durable"):
-        tc.herald_steps(steps)
+    assert tc.herald_steps(steps) == \
+        [{"name": "ship", "publishes_events": [{"name": "order.shipped", "delivery_mode": "durable"}]}]
+    # A worker without a durable road refuses it, naming the declaration.
+    with pytest.raises(herald.ConfigError, match=r"publishes_events\[0\]\.delivery_mode.*transports\.postgres"):
+        herald.Worker(name="no-db", steps=tc.herald_steps(steps))
     assert tc.herald_steps(steps, durable_as="broadcast") == \
         [{"name": "ship", "publishes_events": [{"name": "order.shipped", "delivery_mode": "broadcast"}]}]
 

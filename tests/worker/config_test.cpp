@@ -91,6 +91,32 @@ TEST(WorkerConfigErrors, WrongTypesAndValuesNameTheKeyPath) {
   EXPECT_EQ(error_of([](json& j) { j["worker"]["intake_overflow"] = "spill"; }).first, "worker.intake_overflow");
 }
 
+TEST(WorkerConfigParsing, TransportsPostgresIsTheDurableRoadAndDurableDeclarationsNeedIt) {
+  auto j = example();
+  j["steps"][0]["publishes_events"][1]["delivery_mode"] = "durable";
+  // Without transports.postgres: refused, naming the declaration.
+  try {
+    WorkerConfig::from_json(j, "/etc/herald");
+    FAIL() << "a durable declaration without transports.postgres was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key_path(), "steps[0].publishes_events[1].delivery_mode");
+    EXPECT_NE(std::string(e.what()).find("transports.postgres"), std::string::npos) << e.what();
+  }
+  j["transports"]["postgres"] = {{"dsn", "host=/tmp dbname=herald password=s3cret"}, {"schema", "events_log"}};
+  const auto c = WorkerConfig::from_json(j, "/etc/herald");
+  ASSERT_TRUE(c.postgres);
+  EXPECT_EQ(c.postgres->schema, "events_log");
+  EXPECT_EQ(c.steps.at("process_payment")[1].delivery_mode, herald::DeliveryMode::durable);
+  // Its own errors name their key path under transports.postgres.
+  j["transports"]["postgres"] = {{"schema", "events_log"}};
+  try {
+    WorkerConfig::from_json(j, "/etc/herald");
+    FAIL() << "transports.postgres without a dsn was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key_path(), "transports.postgres.dsn");
+  }
+}
+
 TEST(WorkerConfigErrors, AnInvalidEventNameIsNamed) {
   const auto [path, message] = error_of([](json& j) { j["steps"][0]["publishes_events"][0]["name"] = "payment processed"; });
   EXPECT_NE(message.find("payment processed"), std::string::npos) << message;

@@ -3,6 +3,7 @@
 #include <herald/events/error.hpp>
 #include <herald/events/json_fields.hpp>
 #include <herald/events/pattern.hpp>
+#include <herald/postgres/config.hpp>
 
 #include <fstream>
 #include <set>
@@ -185,8 +186,11 @@ WorkerConfig WorkerConfig::from_json(const json& j, const std::filesystem::path&
     if (const json* w = jf::find(j, "worker")) parse_worker_section(*w, c);
     if (const json* t = jf::find(j, "transports")) {
       jf::require_object(*t, "transports");
-      jf::reject_unknown_keys(*t, {"zeromq"}, "transports");
+      jf::reject_unknown_keys(*t, {"zeromq", "postgres"}, "transports");
       if (const json* z = jf::find(*t, "zeromq")) c.zeromq = parse_zeromq(*z, base_dir);
+      if (const json* pg = jf::find(*t, "postgres")) {
+        c.postgres = durable::publisher_options_from_json(*pg, "transports.postgres");
+      }
     }
     if (const json* steps = jf::find(j, "steps")) {
       if (!steps->is_array()) {
@@ -210,6 +214,10 @@ WorkerConfig WorkerConfig::from_json(const json& j, const std::filesystem::path&
           }
           for (std::size_t k = 0; k < events->size(); ++k) {
             declarations.push_back(EventDeclaration::from_json((*events)[k], index_path(events_path, k)));
+            if (declarations.back().delivery_mode == DeliveryMode::durable && !c.postgres) {
+              throw ValidationError(index_path(events_path, k) + ".delivery_mode",
+                                    "'durable' needs a durable road: configure transports.postgres");
+            }
           }
         }
         c.steps.emplace(name, std::move(declarations));

@@ -2,6 +2,7 @@
 
 #include <herald/events/enums.hpp>
 #include <herald/events/log.hpp>
+#include <herald/postgres/publisher.hpp>
 #include <herald/subscribers/audit.hpp>
 #include <herald/subscribers/metrics.hpp>
 
@@ -129,6 +130,30 @@ struct Worker::Impl {
   std::vector<std::shared_ptr<Subscriber>> pending_subscribers;
   std::shared_ptr<Transport> transport;
   bool transport_started = false;
+  // The durable road (transports.postgres): its own transport beside the ZeroMQ one.
+  std::unique_ptr<DurablePublisher> durable;
+  bool durable_started = false;
+
+  // Stops the out-of-process roads: each flushes what it holds (ZeroMQ within its linger, the
+  // durable road within its own) and a failure of one does not skip the other.
+  void stop_transports() {
+    if (transport_started) {
+      try {
+        transport->stop();
+      } catch (const std::exception& e) {
+        logger()->error("worker '{}': transport stop failed: {}", config.name, e.what());
+      }
+      transport_started = false;
+    }
+    if (durable_started) {
+      try {
+        durable->stop();
+      } catch (const std::exception& e) {
+        logger()->error("worker '{}': durable road stop failed: {}", config.name, e.what());
+      }
+      durable_started = false;
+    }
+  }
 
   std::unique_ptr<EventBus> bus;
   std::unique_ptr<SubscriberRegistry> subscribers;
@@ -428,7 +453,13 @@ void Worker::start() {
       w.transport->start();
       w.transport_started = true;
     }
+    if (w.config.postgres) {
+      w.durable = std::make_unique<DurablePublisher>(*w.config.postgres);
+      w.durable->start();  // DurableError naming the (redacted) DSN when the database is unreachable
+      w.durable_started = true;
+    }
     w.router = std::make_unique<EventRouter>(w.bus.get(), w.transport.get());
+    w.router->set_durable(w.durable.get());
     w.pipeline = std::make_unique<PublishingPipeline>(w.publishers, *w.router);
 
     for (const auto& s : w.pending_subscribers) w.subscribers->register_subscriber(s);
@@ -455,7 +486,7 @@ void Worker::start() {
       }
     }
     if (w.subscribers) w.subscribers->stop_all(std::chrono::milliseconds(0));
-    if (w.transport_started) w.transport->stop();
+    w.stop_transports();
     if (w.bus) (void)w.bus->stop(std::chrono::milliseconds(0));  // nothing was published yet
     w.transition(WorkerState::stopped);
     {
@@ -647,13 +678,7 @@ WorkerStopReport Worker::stop(std::optional<std::chrono::milliseconds> deadline)
   }
 
   // 4. Transports flush (bounded by linger), then the bus stops its pool.
-  if (w.transport_started) {
-    try {
-      w.transport->stop();
-    } catch (const std::exception& e) {
-      logger()->error("worker '{}': transport stop failed: {}", w.config.name, e.what());
-    }
-  }
+  w.stop_transports();
   const auto bus_report = w.bus->stop(left());
   report.events_undelivered = bus_report.undelivered;
   if (bus_report.undelivered > 0) report.graceful = false;
@@ -716,7 +741,11 @@ void Worker::reload(WorkerConfig next) {
   }
   w.publishers.validate_required(next.declared_publishers());  // refuse before changing anything
   if (next.zeromq.has_value() != w.config.zeromq.has_value() ||
-      (next.zeromq && next.zeromq->publish != w.config.zeromq->publish)) {
+      (next.zeromq && next.zeromq->publish != w.config.zeromq->publish) ||
+      next.postgres.has_value() != w.config.postgres.has_value() ||
+      (next.postgres && (next.postgres->dsn != w.config.postgres->dsn ||
+                         next.postgres->schema != w.config.postgres->schema ||
+                         next.postgres->stream != w.config.postgres->stream))) {
     logger()->warn("worker '{}': transport changes take effect at the next restart", w.config.name);
   }
   std::map<std::string, SubscriberConfig> old_by_name, new_by_name;
@@ -803,6 +832,7 @@ nlohmann::json Worker::status() const {
   j["subscribers"] = w.subscribers ? w.subscribers->stats() : nlohmann::json::object();
   j["transports"] = nlohmann::json::object();
   if (w.transport) j["transports"][w.transport->name()] = w.transport->stats();
+  if (w.durable) j["transports"][w.durable->name()] = w.durable->stats();
   return j;
 }
 
@@ -825,6 +855,11 @@ nlohmann::json Worker::health() const {
   if (w.transport) {
     const bool ok = w.transport->healthy();
     j["transports"][w.transport->name()] = {{"healthy", ok}};
+    if (!ok) healthy = false;
+  }
+  if (w.durable) {
+    const bool ok = w.durable->healthy();
+    j["transports"][w.durable->name()] = {{"healthy", ok}};
     if (!ok) healthy = false;
   }
   j["healthy"] = healthy;

@@ -25,8 +25,9 @@ enum class PublicationCondition {
 /// Which road a published event takes.
 enum class DeliveryMode {
   in_process,  ///< the in-process EventBus (alias "fast")
-  zeromq,      ///< the out-of-process Transport only
-  broadcast,   ///< both, as one event (one event_id)
+  zeromq,      ///< the ZeroMQ transport only
+  broadcast,   ///< the bus and every configured out-of-process road, as one event (one event_id)
+  durable,     ///< the durable road only (PostgreSQL, transports/postgres): stored, never lost
 };
 
 std::string_view to_string(PublicationCondition condition) noexcept;

@@ -29,9 +29,10 @@
 namespace herald {
 
 /// Sends an event down the road(s) its delivery mode names. Holds non-owning pointers: the bus
-/// and the transport must outlive the router. Thread safe: route() may run on many threads, and
-/// set_transport() may swap the transport at any time (a route() in progress may still use the
-/// previous one, so keep it alive until publishing has stopped).
+/// and the transports (the ZeroMQ one, `transport`, and the durable one) must outlive the
+/// router. Thread safe: route() may run on many threads, and set_transport() / set_durable()
+/// may swap a transport at any time (a route() in progress may still use the previous one, so
+/// keep it alive until publishing has stopped).
 class EventRouter {
  public:
   explicit EventRouter(EventBus* bus, Transport* transport = nullptr) noexcept
@@ -39,11 +40,14 @@ class EventRouter {
   EventRouter(const EventRouter&) = delete;
   EventRouter& operator=(const EventRouter&) = delete;
 
-  /// in_process: bus->publish; zeromq: transport->send; broadcast: the same event object to
-  /// both. Throws TransportError naming the event and the mode when a road is missing (no bus,
-  /// no transport) or refuses the event (bus stopped, transport send failed). A broadcast whose
-  /// transport is missing delivers nothing; one whose transport send fails was still delivered
-  /// in process (the error says so).
+  /// in_process: bus->publish; zeromq: transport->send; durable: durable->send (queued for the
+  /// database: the durable transport's stats say when it is committed); broadcast: the same
+  /// event object to the bus and to every configured out-of-process road (ZeroMQ and/or
+  /// durable). Throws TransportError naming the event and the mode when a road is missing (no
+  /// bus; no transport for zeromq; no durable road for durable; neither for broadcast) or
+  /// refuses the event (bus stopped, transport send failed). A road that is missing delivers
+  /// nothing; a broadcast whose send fails on one road was still delivered on the others (the
+  /// error says so).
   void route(const EventPtr& event, DeliveryMode mode) const;
 
   EventBus* bus() const noexcept { return bus_; }
@@ -51,6 +55,8 @@ class EventRouter {
   void set_transport(Transport* transport) noexcept {
     transport_.store(transport, std::memory_order_release);
   }
+  Transport* durable() const noexcept { return durable_.load(std::memory_order_acquire); }
+  void set_durable(Transport* durable) noexcept { durable_.store(durable, std::memory_order_release); }
 
  private:
   void to_bus(const EventPtr& event, DeliveryMode mode) const;
@@ -58,6 +64,7 @@ class EventRouter {
 
   EventBus* bus_;
   std::atomic<Transport*> transport_;
+  std::atomic<Transport*> durable_{nullptr};
 };
 
 /// A declared event that was deliberately not published.
@@ -134,7 +141,7 @@ class PublishingPipeline {
   std::atomic<std::uint64_t> skipped_{0};
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> hook_errors_{0};
-  std::array<std::atomic<std::uint64_t>, 3> by_mode_{};    // indexed by DeliveryMode
+  std::array<std::atomic<std::uint64_t>, 4> by_mode_{};    // indexed by DeliveryMode
   std::array<std::atomic<std::uint64_t>, 3> by_reason_{};  // condition, should_publish, before_publish
   mutable std::mutex counts_mutex_;  // guards the per-name maps below (one short lock per event)
   std::map<std::string, std::uint64_t, std::less<>> by_event_;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <herald/events/event_bus.hpp>
+#include <herald/postgres/publisher.hpp>
 #include <herald/publishers/declaration.hpp>
 #include <herald/subscribers/subscriber.hpp>
 
@@ -57,6 +58,10 @@ struct WorkerConfig {
   OverflowPolicy intake_overflow = OverflowPolicy::block;
   std::chrono::milliseconds intake_block_timeout{5'000};
   std::optional<ZmqTransportConfig> zeromq;
+  /// `transports.postgres`: the durable road (delivery modes durable and broadcast), read by
+  /// herald::durable::publisher_options_from_json. A declaration with delivery_mode durable
+  /// needs it (ConfigError naming the declaration's key path otherwise).
+  std::optional<DurablePublisherOptions> postgres;
   /// step name -> the events it publishes (`publishes_events`)
   std::map<std::string, std::vector<EventDeclaration>> steps;
   std::vector<SubscriberConfig> subscribers;
