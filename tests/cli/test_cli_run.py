@@ -286,14 +286,23 @@ def test_a_second_sigterm_during_a_slow_graceful_stop_exits_at_once(tmp_path):
     lines = []
     threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
     try:
-        # The pipe fills (64 KiB, a few hundred events) and herald's audit write blocks. Wait
-        # for it to be full: at the first bytes, a slow (sanitized) build may have so little
-        # queued that the graceful stop fits in the pipe and finishes before the second signal.
-        # (Full within a page: the kernel fills a pipe page by page, and the blocked write's line
-        # does not fit in what is left of the last one.)
-        capacity = fcntl.fcntl(reader, F_GETPIPE_SZ)
-        assert wait_for(lambda: _unread_bytes(reader) >= capacity - 4096), \
-            f"the audit FIFO did not fill: {_unread_bytes(reader)} of {capacity} bytes"
+        # The pipe fills (64 KiB, a few hundred events) and herald's audit write blocks. Before
+        # the first signal, herald must hold far more accepted completions than the pipe can
+        # take (2,000 completions are ~600 KiB of audit lines), so that the graceful stop,
+        # which must write them all, cannot finish: at the first bytes in the FIFO, a slow
+        # (sanitized) build may have accepted so few that they fit in the pipe. The worker's
+        # status (SIGUSR1) says how many it accepted.
+        assert wait_for(lambda: _unread_bytes(reader) > 0), "herald wrote nothing to the audit FIFO"
+
+        def accepted() -> int:
+            before = sum(b"status: {" in l for l in lines)
+            proc.send_signal(signal.SIGUSR1)
+            if not wait_for(lambda: sum(b"status: {" in l for l in lines) > before, 10):
+                return 0
+            line = [l for l in lines if b"status: {" in l][-1].decode()
+            return json.loads(line.split("status: ", 1)[1])["completions"]["received"]
+
+        assert wait_for(lambda: accepted() >= 2000, 60), "herald did not accept 2,000 completions"
         proc.send_signal(signal.SIGTERM)
         assert wait_for(lambda: any(b"stopping gracefully" in l for l in lines)), lines
         proc.send_signal(signal.SIGTERM)
@@ -318,9 +327,6 @@ def test_a_second_sigterm_during_a_slow_graceful_stop_exits_at_once(tmp_path):
     events = [json.loads(line) for line in text.splitlines()]
     assert 0 < len(events) < 50000
     assert [e["metadata"]["correlation_id"] for e in events] == [f"c-{i}" for i in range(len(events))]
-
-
-F_GETPIPE_SZ = 1032  # <linux/fcntl.h>; Python's fcntl module has it only from 3.10 on some builds
 
 
 def _unread_bytes(fd: int) -> int:
