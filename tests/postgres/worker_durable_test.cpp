@@ -128,3 +128,45 @@ TEST_F(DurableTest, AWorkerWhoseDatabaseIsUnreachableFailsToStartNamingItWithout
 }
 
 }  // namespace herald::testing
+
+namespace herald::testing {
+
+TEST_F(DurableTest, ARunningWorkerAppliesItsRetentionToTheLog) {
+  Watchdog watchdog("worker retention", std::chrono::seconds(240));
+  publish(50);  // an older stretch of the stream: the retention keeps the newest 10
+  const json config = {
+      {"worker", {{"name", "retention-worker"}}},
+      {"transports", {{"postgres", {{"dsn", dsn()}, {"retention", {{"max_events", 10}, {"interval_ms", 200}}}}}}},
+      {"steps", {{{"name", "s"}, {"publishes_events", {{{"name", "payment.processed"}, {"delivery_mode", "durable"}}}}}}}};
+  PublisherRegistry publishers;
+  Worker worker(WorkerConfig::from_json(config), &publishers);
+  worker.start();
+  ASSERT_TRUE(wait_for([&] { return scalar("SELECT count(*) FROM herald.events") == "10"; }, 60s))
+      << scalar("SELECT count(*) FROM herald.events");
+  // The newest ten are the ones kept, and the worker reports what it deleted.
+  EXPECT_EQ(scalar("SELECT min(event_offset) FROM herald.events"), "41");
+  const auto status = worker.status();
+  EXPECT_GE(status["transports"]["postgres"]["retention"]["deleted"].get<std::int64_t>(), 40);
+  (void)worker.stop();
+}
+
+TEST_F(DurableTest, RetentionOptionsAreCheckedWithTheirKeyPath) {
+  auto config = [&](json retention) {
+    return json{{"transports", {{"postgres", {{"dsn", dsn()}, {"retention", std::move(retention)}}}}}};
+  };
+  const auto key_path_of = [&](json retention) -> std::string {
+    try {
+      WorkerConfig::from_json(config(std::move(retention)));
+    } catch (const ConfigError& e) {
+      return e.key_path();
+    }
+    return "accepted";
+  };
+  EXPECT_EQ(key_path_of(json::object()), "transports.postgres.retention");  // no limit given
+  EXPECT_EQ(key_path_of({{"max_events", 5}, {"max_age", 3}}), "transports.postgres.retention.max_age");
+  EXPECT_EQ(key_path_of({{"max_age_s", -1}}), "transports.postgres.retention.max_age_s");
+  EXPECT_EQ(key_path_of({{"max_events", 5}, {"interval_ms", 5}}), "transports.postgres.retention.interval_ms");
+  EXPECT_EQ(key_path_of({{"max_age_s", 3600}}), "accepted");
+}
+
+}  // namespace herald::testing

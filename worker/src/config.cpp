@@ -6,6 +6,7 @@
 #include <herald/postgres/config.hpp>
 
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -178,6 +179,36 @@ json SubscriberConfig::to_json() const {
   return j;
 }
 
+namespace {
+
+DurableRetentionOptions parse_retention(const json& r, const DurablePublisherOptions& publisher) {
+  const std::string path = "transports.postgres.retention";
+  jf::require_object(r, path);
+  jf::reject_unknown_keys(r, {"max_age_s", "max_events", "interval_ms", "streams"}, path);
+  DurableRetentionOptions o;
+  o.dsn = publisher.dsn;
+  o.schema = publisher.schema;
+  if (auto age = jf::optional_int(r, "max_age_s", path, 1, 100LL * 365 * 86'400)) {
+    o.prune.max_age = std::chrono::seconds(*age);
+  }
+  o.prune.max_events = jf::optional_int(r, "max_events", path, 0, std::numeric_limits<std::int64_t>::max());
+  if (!o.prune.max_age && !o.prune.max_events) {
+    throw ValidationError(path, "give max_age_s and/or max_events");
+  }
+  o.interval = optional_ms(r, "interval_ms", path, o.interval);
+  if (o.interval.count() < 100) throw ValidationError(path + ".interval_ms", "expected at least 100");
+  if (const json* s = jf::find(r, "streams")) {
+    if (!s->is_array()) throw ValidationError(path + ".streams", "expected array, got " + std::string(jf::type_name(*s)));
+    for (std::size_t i = 0; i < s->size(); ++i) {
+      if (!(*s)[i].is_string()) throw ValidationError(index_path(path + ".streams", i), "expected string");
+      o.streams.push_back((*s)[i].get<std::string>());
+    }
+  }
+  return o;
+}
+
+}  // namespace
+
 WorkerConfig WorkerConfig::from_json(const json& j, const std::filesystem::path& base_dir) {
   WorkerConfig c;
   try {
@@ -189,7 +220,11 @@ WorkerConfig WorkerConfig::from_json(const json& j, const std::filesystem::path&
       jf::reject_unknown_keys(*t, {"zeromq", "postgres"}, "transports");
       if (const json* z = jf::find(*t, "zeromq")) c.zeromq = parse_zeromq(*z, base_dir);
       if (const json* pg = jf::find(*t, "postgres")) {
-        c.postgres = durable::publisher_options_from_json(*pg, "transports.postgres");
+        jf::require_object(*pg, "transports.postgres");
+        json publisher = *pg;
+        publisher.erase("retention");  // the worker's own key; the rest is the publisher's
+        c.postgres = durable::publisher_options_from_json(publisher, "transports.postgres");
+        if (const json* r = jf::find(*pg, "retention")) c.retention = parse_retention(*r, *c.postgres);
       }
     }
     if (const json* steps = jf::find(j, "steps")) {

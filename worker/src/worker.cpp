@@ -3,6 +3,7 @@
 #include <herald/events/enums.hpp>
 #include <herald/events/log.hpp>
 #include <herald/postgres/publisher.hpp>
+#include <herald/postgres/retention.hpp>
 #include <herald/subscribers/audit.hpp>
 #include <herald/subscribers/metrics.hpp>
 
@@ -133,10 +134,12 @@ struct Worker::Impl {
   // The durable road (transports.postgres): its own transport beside the ZeroMQ one.
   std::unique_ptr<DurablePublisher> durable;
   bool durable_started = false;
+  std::unique_ptr<DurableRetention> retention;  // transports.postgres.retention
 
   // Stops the out-of-process roads: each flushes what it holds (ZeroMQ within its linger, the
   // durable road within its own) and a failure of one does not skip the other.
   void stop_transports() {
+    if (retention) retention->stop();  // after its run in progress
     if (transport_started) {
       try {
         transport->stop();
@@ -457,6 +460,10 @@ void Worker::start() {
       w.durable = std::make_unique<DurablePublisher>(*w.config.postgres);
       w.durable->start();  // DurableError naming the (redacted) DSN when the database is unreachable
       w.durable_started = true;
+      if (w.config.retention) {
+        w.retention = std::make_unique<DurableRetention>(*w.config.retention);
+        w.retention->start();
+      }
     }
     w.router = std::make_unique<EventRouter>(w.bus.get(), w.transport.get());
     w.router->set_durable(w.durable.get());
@@ -832,7 +839,10 @@ nlohmann::json Worker::status() const {
   j["subscribers"] = w.subscribers ? w.subscribers->stats() : nlohmann::json::object();
   j["transports"] = nlohmann::json::object();
   if (w.transport) j["transports"][w.transport->name()] = w.transport->stats();
-  if (w.durable) j["transports"][w.durable->name()] = w.durable->stats();
+  if (w.durable) {
+    j["transports"][w.durable->name()] = w.durable->stats();
+    if (w.retention) j["transports"][w.durable->name()]["retention"] = w.retention->stats();
+  }
   return j;
 }
 

@@ -5,6 +5,7 @@
 
 #include <herald/events/event_bus.hpp>
 #include <herald/postgres/publisher.hpp>
+#include <herald/postgres/retention.hpp>
 #include <herald/publishers/declaration.hpp>
 #include <herald/subscribers/subscriber.hpp>
 
@@ -62,6 +63,10 @@ struct WorkerConfig {
   /// herald::durable::publisher_options_from_json. A declaration with delivery_mode durable
   /// needs it (ConfigError naming the declaration's key path otherwise).
   std::optional<DurablePublisherOptions> postgres;
+  /// `transports.postgres.retention`: {"max_age_s"?, "max_events"? (at least one),
+  /// "interval_ms"? (default 60,000), "streams"? (default: every stream)}: the running worker
+  /// prunes the log on that schedule (DurableRetention, its own thread and connection).
+  std::optional<DurableRetentionOptions> retention;
   /// step name -> the events it publishes (`publishes_events`)
   std::map<std::string, std::vector<EventDeclaration>> steps;
   std::vector<SubscriberConfig> subscribers;
