@@ -1,11 +1,15 @@
 // `herald demo`: herald's main job on its embedded default. A payments-and-orders worker takes
 // a few thousand generated step completions (successes, retryable and permanent failures),
-// publishes their events in process (audit + metrics subscribers) and over ipc to a second
-// process (`herald tail`), then checks that every road delivered exactly what it should.
+// publishes their events in process (audit + metrics subscribers), over ipc to a second
+// process (`herald tail`) and, when the PostgreSQL server binaries are installed, to the durable
+// road (its own throwaway cluster in the demo folder, read back by a consumer group as an
+// external consumer would), then checks that every road delivered exactly what it should.
 #include "commands.hpp"
 
 #include <herald/events/error.hpp>
 #include <herald/events/log.hpp>
+#include <herald/postgres/consumer.hpp>
+#include <herald/postgres/local_cluster.hpp>
 #include <herald/zeromq/transport.hpp>
 #include <herald/worker/worker.hpp>
 
@@ -21,6 +25,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <set>
 #include <random>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -38,6 +45,7 @@ struct DemoOptions {
   std::string dir;
   unsigned seed = 7;
   bool keep_quiet_logs = true;
+  bool durable = true;  ///< the durable road when the PostgreSQL server is installed
 };
 
 // The bundled configuration. {DIR} is replaced by the demo's folder.
@@ -107,14 +115,16 @@ std::vector<StepCompletion> generate(std::size_t n, unsigned seed) {
 
 // Which events the bundled configuration publishes for a completion, and which of them travel
 // over ZeroMQ: what the demo expects to see at each end.
+// Broadcast events also go to the durable road when there is one.
 void expect_events(const StepCompletion& c, std::map<std::string, std::uint64_t>& all,
-                   std::uint64_t& in_process, std::uint64_t& over_zeromq) {
+                   std::uint64_t& in_process, std::uint64_t& over_zeromq, std::uint64_t& durable) {
   const bool retry = !c.success && c.retryable && c.retry_count < c.max_retries;
   enum Road { local, remote, both };
   auto add = [&](const char* name, Road road) {
     ++all[name];
     if (road != remote) ++in_process;
     if (road != local) ++over_zeromq;
+    if (road == both) ++durable;
   };
   if (c.step_name == "process_payment") {
     if (c.success) add("payment.processed", both);
@@ -150,17 +160,41 @@ int run_demo(const DemoOptions& options) {
     dir = tmpl;
   }
   fs::create_directories(dir);
-  const auto config_path = fs::path(dir) / "herald.json";
-  std::ofstream(config_path) << replace_all(kDemoConfig, "{DIR}", dir);
   if (options.keep_quiet_logs) logger()->set_level(spdlog::level::warn);
+  std::printf("herald demo\n  folder: %s\n", dir.c_str());
+  const auto started = std::chrono::steady_clock::now();
+
+  // The durable road: a throwaway PostgreSQL cluster in the demo folder, when the server is
+  // installed. (As root, the server runs as `postgres`, which must be able to enter the folder.)
+  std::unique_ptr<durable::LocalCluster> cluster;
+  std::string durable_note;
+  if (!options.durable) {
+    durable_note = "off (--no-durable)";
+  } else if (!durable::LocalCluster::available()) {
+    durable_note = "skipped: no PostgreSQL server in " + durable::LocalCluster::bin_dir() +
+                   " (apt-get install postgresql; HERALD_PG_BIN names another folder)";
+  } else {
+    try {
+      fs::permissions(dir, fs::perms::group_exec | fs::perms::others_exec, fs::perm_options::add);
+      cluster = std::make_unique<durable::LocalCluster>("herald-demo", /*fsync=*/true, fs::path(dir));
+    } catch (const std::exception& e) {
+      durable_note = std::string("skipped: the demo's PostgreSQL cluster did not start: ") + e.what();
+    }
+  }
+  std::string config_text = replace_all(kDemoConfig, "{DIR}", dir);
+  if (cluster) {
+    config_text = replace_all(config_text, R"("transports": {)",
+                              R"("transports": {"postgres": {"dsn": ")" + cluster->dsn() + R"("}, )");
+  }
+  const auto config_path = fs::path(dir) / "herald.json";
+  std::ofstream(config_path) << config_text;
+  std::printf("  config: %s\n", config_path.c_str());
 
   const auto completions = generate(options.completions, options.seed);
   std::map<std::string, std::uint64_t> expected;
-  std::uint64_t expected_local = 0, expected_zmq = 0;
-  for (const auto& c : completions) expect_events(c, expected, expected_local, expected_zmq);
-
-  std::printf("herald demo\n  folder: %s\n  config: %s\n", dir.c_str(), config_path.c_str());
-  const auto started = std::chrono::steady_clock::now();
+  std::uint64_t expected_local = 0, expected_zmq = 0, expected_durable = 0;
+  for (const auto& c : completions) expect_events(c, expected, expected_local, expected_zmq, expected_durable);
+  if (!cluster) expected_durable = 0;
 
   auto config = WorkerConfig::load(config_path);
   // The demo builds the ZeroMQ publisher itself so it can wait for the tail process to connect.
@@ -208,8 +242,44 @@ int run_demo(const DemoOptions& options) {
          ::waitpid(tail_pid, nullptr, WNOHANG) == 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  const auto report = worker.stop(std::chrono::seconds(20));
+  const auto report = worker.stop(std::chrono::seconds(20));  // the durable road flushes here
   const auto status = worker.status();
+
+  // The external-consumer check: a consumer group reads the durable log from the beginning,
+  // as another service would, and every broadcast event must be there exactly once.
+  std::uint64_t durable_read = 0, durable_duplicates = 0, durable_committed = 0;
+  if (cluster) {
+    durable_committed = status["transports"]["postgres"].value("committed", std::uint64_t{0});
+    std::mutex seen_mutex;
+    std::set<std::string> seen;
+    DurableHandlers handlers;
+    handlers.handle = [&](const EventPtr& e, const DurableRecord&) {
+      std::lock_guard lock(seen_mutex);
+      if (!seen.insert(e->event_id()).second) ++durable_duplicates;
+      return DurableResult::ok();
+    };
+    // One consumer per stream (a stream per namespace, tasker-core's {namespace}_domain_events).
+    std::vector<std::unique_ptr<DurableConsumer>> consumers;
+    for (const char* stream : {"payments_domain_events", "orders_domain_events"}) {
+      DurableConsumerOptions copts;
+      copts.dsn = cluster->dsn();
+      copts.stream = stream;
+      copts.group = "demo-check";
+      copts.start = durable::StartPosition::beginning();
+      consumers.push_back(std::make_unique<DurableConsumer>(copts, handlers));
+      consumers.back()->start();
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < until) {
+      {
+        std::lock_guard lock(seen_mutex);
+        if (seen.size() + durable_duplicates >= expected_durable) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    for (auto& c : consumers) c->stop();
+    durable_read = seen.size();
+  }
 
   int tail_status = 0;
   const auto tail_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -240,9 +310,20 @@ int run_demo(const DemoOptions& options) {
               static_cast<unsigned long long>(expected_local), audit_ok ? "" : "  (MISMATCH)");
   std::printf("  over ipc:   herald tail received %llu of %llu events%s\n", static_cast<unsigned long long>(tail_lines),
               static_cast<unsigned long long>(expected_zmq), tail_ok ? "" : "  (MISMATCH)");
+  const bool durable_ok = !cluster || (durable_read == expected_durable && durable_duplicates == 0 &&
+                                       durable_committed == expected_durable);
+  if (cluster) {
+    std::printf("  durable:    PostgreSQL (a throwaway cluster in %s, removed at exit): %llu of %llu broadcast events committed; "
+                "consumer group 'demo-check' read back %llu, %llu twice%s\n",
+                cluster->dir().c_str(), static_cast<unsigned long long>(durable_committed),
+                static_cast<unsigned long long>(expected_durable), static_cast<unsigned long long>(durable_read),
+                static_cast<unsigned long long>(durable_duplicates), durable_ok ? "" : "  (MISMATCH)");
+  } else {
+    std::printf("  durable:    %s\n", durable_note.c_str());
+  }
   std::printf("  metrics:    %s\n", (fs::path(dir) / "metrics.prom").c_str());
   std::printf("  stop:       %s, %.2f s in all\n", report.graceful ? "graceful, nothing lost" : "NOT graceful", elapsed);
-  const bool ok = all_match && audit_ok && tail_ok && report.graceful && tail_connected;
+  const bool ok = all_match && audit_ok && tail_ok && durable_ok && report.graceful && tail_connected;
   std::printf("%s\n", ok ? "demo OK: every event reached every road it was declared for"
                          : "demo FAILED: see the mismatches above");
   return ok ? 0 : 1;
@@ -257,6 +338,8 @@ void add_demo_command(CLI::App& app) {
       ->check(CLI::Range(1, 10'000'000));
   cmd->add_option("--dir", options->dir, "Folder for the demo's files (default: a new temporary folder)");
   cmd->add_option("--seed", options->seed, "Seed of the generated workload");
+  cmd->add_flag("!--no-durable", options->durable,
+                "Leave out the durable road (by default it runs when the PostgreSQL server is installed)");
   cmd->callback([options] {
     int code = 1;
     try {

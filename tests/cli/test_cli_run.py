@@ -4,8 +4,10 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import termios
 import threading
 import time
@@ -221,17 +223,49 @@ def test_sighup_reloads_new_step_declarations_and_refuses_an_invalid_file(tmp_pa
     assert [e["event_name"] for e in audit_lines(tmp_path)] == ["payment.processed", "order.shipped"]
 
 
+PG_BIN = Path(os.environ.get("HERALD_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
 def test_demo_runs_end_to_end_and_checks_every_road(tmp_path):
-    # 900 completions: every road and outcome, small enough for sanitizer builds.
-    r = subprocess.run([herald_bin(), "demo", "--completions", "900", "--dir", str(tmp_path / "demo")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "demo OK" in r.stdout
-    audit = [json.loads(l) for l in (tmp_path / "demo" / "audit.jsonl").read_text().splitlines()]
-    tail = [json.loads(l) for l in (tmp_path / "demo" / "tail.jsonl").read_text().splitlines()]
-    assert len(audit) > 300 and len(tail) > 300
-    assert all(e["event_name"] != "notification.receipt_sent" for e in audit)  # zeromq-only
-    assert any(e["event_name"] == "notification.receipt_sent" for e in tail)
+    # 900 completions: every road and outcome, small enough for sanitizer builds. The folder is
+    # a fresh one in /tmp rather than pytest's (whose parents only root may enter): the durable
+    # road's server runs as `postgres` inside it.
+    demo = Path(tempfile.mkdtemp(prefix="herald-demo-test-"))
+    try:
+        r = subprocess.run([herald_bin(), "demo", "--completions", "900", "--dir", str(demo)],
+                           capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "demo OK" in r.stdout
+        audit = [json.loads(l) for l in (demo / "audit.jsonl").read_text().splitlines()]
+        tail = [json.loads(l) for l in (demo / "tail.jsonl").read_text().splitlines()]
+        assert len(audit) > 300 and len(tail) > 300
+        assert all(e["event_name"] != "notification.receipt_sent" for e in audit)  # zeromq-only
+        assert any(e["event_name"] == "notification.receipt_sent" for e in tail)
+        durable = next(l for l in r.stdout.splitlines() if l.strip().startswith("durable:"))
+        if (PG_BIN / "initdb").exists():
+            # Every broadcast event committed and read back once by the external consumer group.
+            m = re.search(r"(\d+) of (\d+) broadcast events committed; consumer group 'demo-check' "
+                          r"read back (\d+), 0 twice", durable)
+            assert m, durable
+            committed, expected, read = map(int, m.groups())
+            assert committed == expected == read > 300
+            broadcast = {"payment.processed", "payment.failed", "order.fulfilled"}
+            assert read == sum(1 for e in audit if e["event_name"] in broadcast)
+        else:
+            assert "skipped: no PostgreSQL server" in durable, durable
+    finally:
+        shutil.rmtree(demo, ignore_errors=True)
+
+
+def test_demo_without_the_durable_road_says_so():
+    demo = Path(tempfile.mkdtemp(prefix="herald-demo-test-"))
+    try:
+        r = subprocess.run([herald_bin(), "demo", "--completions", "90", "--no-durable", "--dir", str(demo)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "durable:    off (--no-durable)" in r.stdout
+    finally:
+        shutil.rmtree(demo, ignore_errors=True)
 
 
 def test_listen_takes_completions_from_a_zeromq_push_socket(tmp_path):
