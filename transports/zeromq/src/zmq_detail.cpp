@@ -1,6 +1,7 @@
 // Helpers shared by the ZeroMQ transports: the shared context, eventfd wake-ups, bind/connect.
 #include "zmq_detail.hpp"
 
+#include <herald/events/log.hpp>
 #include <herald/zeromq/transport.hpp>
 
 #include <sys/eventfd.h>
@@ -11,6 +12,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <future>
 #include <mutex>
 
 namespace herald {
@@ -102,6 +104,34 @@ std::string attach(zmq::socket_t& socket, const std::string& endpoint, bool bind
     }
   }
   return resolved;
+}
+
+void SocketThread::start(std::string name, std::string role, Body body) {
+  std::promise<void> started;
+  auto ready = started.get_future();
+  // `started` lives until ready.get() returns, and the thread touches it only before that.
+  thread_ = std::thread([&started, name = std::move(name), role = std::move(role), body = std::move(body)] {
+    bool announced = false;
+    try {
+      body([&] {
+        announced = true;
+        started.set_value();
+      });
+    } catch (const std::exception& e) {
+      if (!announced) {
+        started.set_exception(std::make_exception_ptr(
+            TransportError(dynamic_cast<const Error*>(&e) ? e.what() : name + ": " + e.what())));
+      } else {
+        logger()->error("{}: {} failed: {}", name, role, e.what());
+      }
+    }
+  });
+  try {
+    ready.get();
+  } catch (...) {
+    thread_.join();
+    throw;
+  }
 }
 
 }  // namespace detail

@@ -6,8 +6,10 @@
 #include <zmq.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #if defined(__SANITIZE_THREAD__)
 extern "C" void __tsan_acquire(void* addr);
@@ -56,6 +58,30 @@ class Wakeup {
 /// owner-only (0600). Throws TransportError naming the endpoint.
 std::string attach(zmq::socket_t& socket, const std::string& endpoint, bool bind,
                    const std::string& what);
+
+/// The I/O thread every ZeroMQ transport runs its sockets on (a socket belongs to one thread),
+/// with the start handshake they share: start() runs `body` on a new thread and returns once
+/// the body calls its `ready` argument (sockets made, options set, endpoints attached). An
+/// exception before that is rethrown by start() after the thread is joined, as TransportError
+/// (prefixed with `name`, unless it is a herald Error, which names its subject already); one
+/// after it is logged ("<name>: <role> failed: ..."). The body cleans up its own state in
+/// either case. Not thread safe: one controlling thread starts and joins it.
+class SocketThread {
+ public:
+  using Body = std::function<void(const std::function<void()>& ready)>;
+  SocketThread() = default;
+  SocketThread(const SocketThread&) = delete;
+  SocketThread& operator=(const SocketThread&) = delete;
+  ~SocketThread() { join(); }
+  void start(std::string name, std::string role, Body body);
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  bool joinable() const noexcept { return thread_.joinable(); }
+
+ private:
+  std::thread thread_;
+};
 
 /// The filesystem path of an ipc:// endpoint ("" for other transports and abstract sockets).
 std::string ipc_path(const std::string& endpoint);

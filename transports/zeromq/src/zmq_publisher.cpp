@@ -8,7 +8,6 @@
 
 #include <condition_variable>
 #include <deque>
-#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -24,7 +23,7 @@ struct ZmqPublisher::Impl {
   std::string zap_domain;
   std::string publisher_id_json;
   detail::Wakeup wakeup;
-  std::thread thread;
+  detail::SocketThread thread;
   bool started = false;  // controlling thread only
 
   // One encoded message waiting for the I/O thread. The envelope is built by send(), on the
@@ -73,7 +72,7 @@ struct ZmqPublisher::Impl {
 
   bool routed(NameState& state, const std::string& name);
 
-  void run(const ZmqPublisherOptions& options, std::promise<void>& started_promise);
+  void run(const ZmqPublisherOptions& options, const std::function<void()>& ready);
   void on_subscription(const zmq::message_t& msg);
   void send_one(zmq::socket_t& socket, Outgoing& out, const ZmqPublisherOptions& options);
 };
@@ -93,21 +92,17 @@ void ZmqPublisher::start() {
   if (impl_->started) throw StateError(options_.name + ": publisher already started");
   impl_->started = true;
   impl_->context = options_.context ? options_.context : shared_zmq_context();
-  std::promise<void> started;
-  auto ready = started.get_future();
-  impl_->thread = std::thread([this, &started] { impl_->run(options_, started); });
   try {
-    ready.get();
+    impl_->thread.start(options_.name, "publisher I/O thread",
+                        [this](const std::function<void()>& ready) { impl_->run(options_, ready); });
   } catch (...) {
-    impl_->thread.join();
     impl_->zap.reset();
     impl_->context.reset();
     throw;
   }
 }
 
-void ZmqPublisher::Impl::run(const ZmqPublisherOptions& options, std::promise<void>& started_promise) {
-  bool announced = false;
+void ZmqPublisher::Impl::run(const ZmqPublisherOptions& options, const std::function<void()>& ready) {
   try {
     zmq::socket_t socket(*context, zmq::socket_type::xpub);
     socket.set(zmq::sockopt::linger, static_cast<int>(options.linger.count()));
@@ -127,8 +122,7 @@ void ZmqPublisher::Impl::run(const ZmqPublisherOptions& options, std::promise<vo
       accepting = true;
     }
     running = true;
-    announced = true;
-    started_promise.set_value();
+    ready();
 
     std::deque<Outgoing> batch;
     for (;;) {
@@ -152,19 +146,13 @@ void ZmqPublisher::Impl::run(const ZmqPublisherOptions& options, std::promise<vo
     }
     running = false;
     // The socket closes here with its linger; pending messages are flushed by the context.
-  } catch (const std::exception& e) {
+  } catch (...) {
     running = false;
     {
       std::lock_guard lock(mutex);
       accepting = false;
     }
-    if (!announced) {
-      started_promise.set_exception(std::make_exception_ptr(
-          TransportError(dynamic_cast<const Error*>(&e) ? e.what()
-                                                        : options.name + ": " + e.what())));
-    } else {
-      logger()->error("{}: publisher I/O thread failed: {}", options.name, e.what());
-    }
+    throw;  // SocketThread reports it
   }
 }
 

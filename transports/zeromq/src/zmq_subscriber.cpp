@@ -10,7 +10,6 @@
 
 #include <array>
 #include <cstring>
-#include <future>
 #include <list>
 #include <map>
 #include <mutex>
@@ -159,7 +158,7 @@ struct ZmqSubscriber::Impl {
   std::vector<std::size_t> match_scratch;  // receive thread only
   std::vector<std::string> prefixes;
   detail::Wakeup wakeup;
-  std::thread thread;
+  detail::SocketThread thread;
   bool started = false;
 
   mutable std::mutex mutex;
@@ -187,8 +186,7 @@ struct ZmqSubscriber::Impl {
   RateLimiter reject_log{10, std::chrono::seconds(1)};
   RateLimiter gap_log{10, std::chrono::seconds(1)};
 
-  void run(const ZmqSubscriberOptions& options, const std::string& marker,
-           std::promise<void>& started_promise);
+  void run(const ZmqSubscriberOptions& options, const std::string& marker, const std::function<void()>& ready);
   void handle(std::span<const std::string_view> frames, const ZmqSubscriberOptions& options);
   void track_sequence(const WireMessage& msg, const ZmqSubscriberOptions& options);
 };
@@ -226,13 +224,10 @@ void ZmqSubscriber::start() {
   impl_->context = options_.context ? options_.context : shared_zmq_context();
   std::string marker(kSubscriberMarkerPrefix);
   marker += subscriber_id_;
-  std::promise<void> started;
-  auto ready = started.get_future();
-  impl_->thread = std::thread([this, marker, &started] { impl_->run(options_, marker, started); });
   try {
-    ready.get();
+    impl_->thread.start(options_.name, "subscriber I/O thread",
+                        [this, marker](const std::function<void()>& ready) { impl_->run(options_, marker, ready); });
   } catch (...) {
-    impl_->thread.join();
     impl_->zap.reset();
     impl_->context.reset();
     throw;
@@ -240,86 +235,74 @@ void ZmqSubscriber::start() {
 }
 
 void ZmqSubscriber::Impl::run(const ZmqSubscriberOptions& options, const std::string& marker,
-                              std::promise<void>& started_promise) {
-  bool announced = false;
-  try {
-    zmq::socket_t socket(*context, zmq::socket_type::sub);
-    socket.set(zmq::sockopt::linger, static_cast<int>(options.linger.count()));
-    socket.set(zmq::sockopt::rcvhwm, options.rcvhwm);
-    std::int64_t socket_max = options.socket_max_message_size;
-    if (socket_max == 0 && options.max_message_size != 0) {
-      socket_max = static_cast<std::int64_t>(options.max_message_size) * 2 + 64 * 1024;
-    }
-    if (socket_max > 0) socket.set(zmq::sockopt::maxmsgsize, socket_max);
-    socket.set(zmq::sockopt::reconnect_ivl, 100);
-    socket.set(zmq::sockopt::reconnect_ivl_max, 1000);
-    for (const auto& prefix : prefixes) socket.set(zmq::sockopt::subscribe, prefix);
-    socket.set(zmq::sockopt::subscribe, marker);  // last: see kSubscriberMarkerPrefix
-    if (options.curve.enabled()) {
-      zap = detail::apply_curve(socket, options.curve, context, options.name, &zap_domain);
-    }
-    // Connecting: watch the connections (see ConnectionWatch). Declared after `socket`, so it is
-    // destroyed (the monitor stopped) before the socket closes.
-    std::optional<ConnectionWatch> watch;
-    if (!options.bind) watch.emplace(*context, socket, marker.substr(kSubscriberMarkerPrefix.size()));
-    std::vector<std::string> eps;
-    for (const auto& ep : options.endpoints) {
-      eps.push_back(detail::attach(socket, ep, options.bind, options.name));
-    }
-    {
-      std::lock_guard lock(mutex);
-      resolved = eps;
-    }
-    announced = true;
-    started_promise.set_value();
+                              const std::function<void()>& ready) {
+  zmq::socket_t socket(*context, zmq::socket_type::sub);
+  socket.set(zmq::sockopt::linger, static_cast<int>(options.linger.count()));
+  socket.set(zmq::sockopt::rcvhwm, options.rcvhwm);
+  std::int64_t socket_max = options.socket_max_message_size;
+  if (socket_max == 0 && options.max_message_size != 0) {
+    socket_max = static_cast<std::int64_t>(options.max_message_size) * 2 + 64 * 1024;
+  }
+  if (socket_max > 0) socket.set(zmq::sockopt::maxmsgsize, socket_max);
+  socket.set(zmq::sockopt::reconnect_ivl, 100);
+  socket.set(zmq::sockopt::reconnect_ivl_max, 1000);
+  for (const auto& prefix : prefixes) socket.set(zmq::sockopt::subscribe, prefix);
+  socket.set(zmq::sockopt::subscribe, marker);  // last: see kSubscriberMarkerPrefix
+  if (options.curve.enabled()) {
+    zap = detail::apply_curve(socket, options.curve, context, options.name, &zap_domain);
+  }
+  // Connecting: watch the connections (see ConnectionWatch). Declared after `socket`, so it is
+  // destroyed (the monitor stopped) before the socket closes.
+  std::optional<ConnectionWatch> watch;
+  if (!options.bind) watch.emplace(*context, socket, marker.substr(kSubscriberMarkerPrefix.size()));
+  std::vector<std::string> eps;
+  for (const auto& ep : options.endpoints) {
+    eps.push_back(detail::attach(socket, ep, options.bind, options.name));
+  }
+  {
+    std::lock_guard lock(mutex);
+    resolved = eps;
+  }
+  ready();
 
-    std::vector<zmq::message_t> frames(3);
-    std::array<std::string_view, 3> views;
-    while (!stopping.load()) {
-      zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0},
-                                 {nullptr, wakeup.fd(), ZMQ_POLLIN, 0},
-                                 {watch ? watch->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, watch ? 3 : 2, std::chrono::milliseconds(watch ? watch->next_timeout_ms() : -1));
-      if (items[1].revents & ZMQ_POLLIN) wakeup.drain();
-      if (watch) {
-        if (items[2].revents & ZMQ_POLLIN) watch->read_events();
-        reconnects.fetch_add(watch->reconnect_due(options.name), std::memory_order_relaxed);
-      }
-      if (!(items[0].revents & ZMQ_POLLIN)) continue;
-      // Read what is there, a bounded batch at a time, so that stop() is seen promptly.
-      for (int budget = 0; budget < 1024 && !stopping.load(); ++budget) {
-        std::size_t count = 0;
-        zmq::message_t part;
-        if (!socket.recv(part, zmq::recv_flags::dontwait)) break;
-        for (;;) {
-          const bool more = part.more();
-          if (count < frames.size()) {
-            detail::tsan_acquire(part.data());
-            frames[count] = std::move(part);
-            views[count] = frames[count].to_string_view();
-          }
-          ++count;
-          if (!more) break;
-          // The rest of a multipart message is already here (atomic delivery).
-          if (!socket.recv(part, zmq::recv_flags::none)) break;
-        }
-        std::span<const std::string_view> view(views.data(), std::min(count, views.size()));
-        if (count > views.size()) {
-          // Frame count is all that matters for the reject; pass a span of the right size.
-          std::vector<std::string_view> many(count);
-          handle(many, options);
-        } else {
-          handle(view, options);
-        }
-      }
+  std::vector<zmq::message_t> frames(3);
+  std::array<std::string_view, 3> views;
+  while (!stopping.load()) {
+    zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, wakeup.fd(), ZMQ_POLLIN, 0},
+                               {watch ? watch->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, watch ? 3 : 2, std::chrono::milliseconds(watch ? watch->next_timeout_ms() : -1));
+    if (items[1].revents & ZMQ_POLLIN) wakeup.drain();
+    if (watch) {
+      if (items[2].revents & ZMQ_POLLIN) watch->read_events();
+      reconnects.fetch_add(watch->reconnect_due(options.name), std::memory_order_relaxed);
     }
-  } catch (const std::exception& e) {
-    if (!announced) {
-      started_promise.set_exception(std::make_exception_ptr(
-          TransportError(dynamic_cast<const Error*>(&e) ? e.what()
-                                                        : options.name + ": " + e.what())));
-    } else {
-      logger()->error("{}: subscriber I/O thread failed: {}", options.name, e.what());
+    if (!(items[0].revents & ZMQ_POLLIN)) continue;
+    // Read what is there, a bounded batch at a time, so that stop() is seen promptly.
+    for (int budget = 0; budget < 1024 && !stopping.load(); ++budget) {
+      std::size_t count = 0;
+      zmq::message_t part;
+      if (!socket.recv(part, zmq::recv_flags::dontwait)) break;
+      for (;;) {
+        const bool more = part.more();
+        if (count < frames.size()) {
+          detail::tsan_acquire(part.data());
+          frames[count] = std::move(part);
+          views[count] = frames[count].to_string_view();
+        }
+        ++count;
+        if (!more) break;
+        // The rest of a multipart message is already here (atomic delivery).
+        if (!socket.recv(part, zmq::recv_flags::none)) break;
+      }
+      std::span<const std::string_view> view(views.data(), std::min(count, views.size()));
+      if (count > views.size()) {
+        // Frame count is all that matters for the reject; pass a span of the right size.
+        std::vector<std::string_view> many(count);
+        handle(many, options);
+      } else {
+        handle(view, options);
+      }
     }
   }
 }
