@@ -245,7 +245,7 @@ class _ConsumerRunner(_LoopRunner):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._inflight: Optional[concurrent.futures.Future[Any]] = None
-        self._inflight_thread: Optional[int] = None
+        self._inflight_task: Optional[asyncio.Task[Any]] = None
 
     def await_(self, awaitable: Any) -> Any:
         loop, thread = self.resolve()
@@ -253,18 +253,29 @@ class _ConsumerRunner(_LoopRunner):
             return super().await_(awaitable)
 
         async def run() -> Any:
-            return await awaitable
+            self._inflight_task = asyncio.current_task()
+            try:
+                return await awaitable
+            finally:
+                self._inflight_task = None
 
         future = asyncio.run_coroutine_threadsafe(run(), loop)
-        self._inflight, self._inflight_thread = future, thread
+        self._inflight = future
         try:
             return future.result()
         finally:
-            self._inflight = self._inflight_thread = None
+            self._inflight = None
 
     def in_coroutine_hook(self) -> bool:
-        """Called from the thread of the loop that runs a hook coroutine now."""
-        return self._inflight is not None and self._inflight_thread == threading.get_ident()
+        """Called from inside the hook coroutine running now (not merely from its loop's thread:
+        another coroutine on that loop is outside the hook)."""
+        task = self._inflight_task
+        if task is None:
+            return False
+        try:
+            return asyncio.current_task() is task
+        except RuntimeError:  # no loop running on this thread
+            return False
 
     def cancel_inflight(self) -> bool:
         future = self._inflight
@@ -404,7 +415,8 @@ class DurableConsumer:
         if self._hooks["handle"] is None:
             raise TypeError(f"durable consumer '{self.name}' has no handle: pass handle=... or "
                             "subclass DurableConsumer and define handle(self, event)")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _native, _stopper, _stopped
+        self._start_lock = threading.Lock()
         self._native: Any = None
         self._runner = _ConsumerRunner(self.name)
         self._stopper: Optional[threading.Thread] = None
@@ -431,10 +443,18 @@ class DurableConsumer:
         starts reading. DurableError (kind connection, authentication, missing_schema, ...)
         naming the problem; StateError on a second call (a consumer is not restartable)."""
         _require_native(f"durable consumer '{self.name}'")
+        # Held until the native start() returned: a stop() from another thread meanwhile waits
+        # for it, instead of finding no consumer thread to join and releasing the hooks under a
+        # thread that is about to start.
+        with self._start_lock:
+            self._start_locked()
+        return self
+
+    def _start_locked(self) -> None:
         with self._lock:
-            if self._native is not None:
-                raise StateError(f"durable consumer '{self.name}' was already started (not restartable; "
-                                 "create a new one)")
+            if self._native is not None or self._stopped:
+                raise StateError(f"durable consumer '{self.name}' was already started or stopped (not "
+                                 "restartable; create a new one)")
             try:
                 loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
             except RuntimeError:
@@ -455,7 +475,6 @@ class DurableConsumer:
             raise
         with _running_lock:
             _running.add(self)
-        return self
 
     def _in_hook(self) -> bool:
         native = self._native
@@ -498,7 +517,7 @@ class DurableConsumer:
                 and self._stopper_alive() is not False):
             raise StateError(f"durable consumer '{self.name}': stop() would block the event loop its "
                              "coroutine hooks run on; use `await consumer.astop()` or `async with consumer`")
-        with self._lock:
+        with self._start_lock, self._lock:
             if self._stopper is None:
                 native.request_stop()
                 self._stopper = threading.Thread(target=self._finish, name=f"herald-stop-{self.name}",
