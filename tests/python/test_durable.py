@@ -701,13 +701,23 @@ def test_a_handler_that_raises_at_every_event_does_not_block_stop(pg, stream):
     assert consumer.committed_offset == 0
 
 
-def test_a_running_consumer_is_stopped_at_interpreter_exit(pg, stream, python_env):
+EXIT_HANDLERS = {
+    # the consumer is idle (waiting for NOTIFY) when the interpreter exits
+    "idle": "def handle(e):\n    seen.set()",
+    # a plain handler is in the middle of the event (it waits 1 s, GIL released)
+    "sync-running": "def handle(e):\n    seen.set()\n    threading.Event().wait(1.0)",
+    # a coroutine handler on the consumer's own loop is in the middle of the event
+    "async-running": "async def handle(e):\n    seen.set()\n    await asyncio.sleep(1.0)",
+}
+
+
+@pytest.mark.parametrize("situation", sorted(EXIT_HANDLERS))
+def test_a_running_consumer_is_stopped_at_interpreter_exit(pg, stream, python_env, situation):
     publish(pg.dsn, stream, [("order.created", {"n": 1})])
-    script = textwrap.dedent(f"""
-        import threading, herald
-        seen = threading.Event()
-        c = herald.DurableConsumer({pg.dsn!r}, {stream!r}, "exit", start="beginning",
-                                   handle=lambda e: seen.set(), lease=1.0, poll_interval=0.2)
+    script = "import asyncio, threading, herald\nseen = threading.Event()\n" + EXIT_HANDLERS[situation] + \
+        textwrap.dedent(f"""
+        c = herald.DurableConsumer({pg.dsn!r}, {stream!r}, "exit", start="beginning", handle=handle,
+                                   lease=1.0, poll_interval=0.2)
         c.start()
         assert seen.wait(30)
         del c  # still running: the exit handler stops it
@@ -717,7 +727,7 @@ def test_a_running_consumer_is_stopped_at_interpreter_exit(pg, stream, python_en
                           timeout=90)
     assert proc.returncode == 0, proc.stderr
     assert "exiting" in proc.stdout
-    # Stopped gracefully: committed and the lease released.
+    # Stopped gracefully: the event in hand finished and was committed, the lease released.
     assert rows(pg.dsn, "SELECT committed_offset, owner FROM herald.consumer_groups WHERE stream = %s "
                         "AND group_name = 'exit'", stream) == [(1, None)]
 
