@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable, Optional, Union
 from . import _herald
 from . import ConfigError, DomainEvent, Pattern, StateError, TransportError, _LoopRunner, _log_exception, logger
 
-__all__ = ["DurableConsumer", "DurableError", "DurableRecord", "StartPosition", "ensure_schema", "write_outbox"]
+__all__ = ["DurableConsumer", "DurableError", "DurableRecord", "StartPosition", "ensure_schema", "redact_dsn",
+           "write_outbox", "write_outbox_async"]
 
 _HAVE_NATIVE = hasattr(_herald, "_DurableConsumer")
 
@@ -147,6 +148,65 @@ def _classify(sqlstate: Optional[str]) -> str:
     return "query"
 
 
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - reported clearly
+        raise _error("state", "write_outbox needs psycopg 3 (Debian: python3-psycopg)") from exc
+    return psycopg
+
+
+def _outbox_statement(psycopg: Any, conn: Any, event: "str | DomainEvent", payload: Optional[dict],
+                      stream: str, schema: str, metadata: Optional[dict]) -> tuple[Any, dict, str]:
+    """Checks everything that can be checked before any SQL runs (names, the event, the
+    transaction state) and builds the C++ outbox statement (transports/postgres/src/admin.cpp):
+    (statement, parameters, what for error messages)."""
+    _validate_stream(stream)
+    _validate_schema(schema)
+    if isinstance(event, DomainEvent):
+        if payload is not None or metadata is not None:
+            raise TypeError("write_outbox: give payload and metadata with an event name, not with a DomainEvent")
+        built = event
+    elif isinstance(event, str):
+        built = DomainEvent.create(event, payload, metadata)
+    else:
+        raise TypeError(f"write_outbox: event must be an event name or a herald.DomainEvent, "
+                        f"not {type(event).__name__}")
+
+    status = conn.info.transaction_status
+    TS = psycopg.pq.TransactionStatus
+    if status == TS.INERROR:
+        raise _error("state", "write_outbox: the caller's transaction has failed (roll it back first)")
+    if status not in (TS.INTRANS, TS.IDLE):
+        raise _error("connection" if status == TS.UNKNOWN else "state",
+                     f"write_outbox: the connection is not usable (transaction status {status.name})")
+    if status == TS.IDLE and conn.autocommit:
+        raise _error("state", "write_outbox needs an open transaction on the caller's connection "
+                              "(autocommit is on: use `with conn.transaction():`): the event must commit "
+                              "or roll back with the business change")
+
+    sql = psycopg.sql
+    s = sql.Identifier(schema)  # quoted by libpq's PQescapeIdentifier, as in C++
+    statement = sql.SQL(
+        "WITH r AS (INSERT INTO {streams} AS s (stream, last_offset) VALUES (%(stream)s, %(count)s::bigint) "
+        "ON CONFLICT (stream) DO UPDATE SET last_offset = s.last_offset + EXCLUDED.last_offset "
+        "RETURNING last_offset), "
+        "e AS (INSERT INTO {events} (stream, event_offset, event_id, event_name, body) "
+        "SELECT %(stream)s, last_offset, %(event_id)s, %(event_name)s, %(body)s FROM r RETURNING event_offset) "
+        "SELECT event_offset, pg_notify(%(channel)s, %(stream)s) FROM e"
+    ).format(streams=sql.SQL("{}.streams").format(s), events=sql.SQL("{}.events").format(s))
+    params = {"stream": stream, "count": 1, "event_id": built.event_id, "event_name": built.event_name,
+              "body": built.to_json(), "channel": _herald._durable_notify_channel(schema)}
+    return statement, params, f"writing event '{built.event_name}' to the outbox of stream '{stream}'"
+
+
+def _server_error(exc: Any, what: str) -> Exception:
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    primary = getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc).strip()
+    text = f"{what}: {primary}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
+    return _error(_classify(sqlstate), text, sqlstate)
+
+
 def write_outbox(conn: Any, event: "str | DomainEvent", payload: Optional[dict] = None, *, stream: str,
                  schema: str = "herald", metadata: Optional[dict] = None) -> int:
     """Appends an event to `stream` inside the caller's transaction on `conn` (a psycopg 3
@@ -165,58 +225,34 @@ def write_outbox(conn: Any, event: "str | DomainEvent", payload: Optional[dict] 
     DurableError(kind="state"). Without autocommit, psycopg opens the transaction if none is open
     and the caller commits it. Names are validated like the C++ ones (DurableError
     kind="invalid_name"); server errors are DurableError with the SQLSTATE's kind."""
-    try:
-        import psycopg
-        from psycopg import sql
-    except ImportError as exc:  # pragma: no cover - reported clearly
-        raise _error("state", "write_outbox needs psycopg 3 (Debian: python3-psycopg)") from exc
-    _validate_stream(stream)
-    _validate_schema(schema)
-    if isinstance(event, DomainEvent):
-        if payload is not None or metadata is not None:
-            raise TypeError("write_outbox: give payload and metadata with an event name, not with a DomainEvent")
-        built = event
-    elif isinstance(event, str):
-        built = DomainEvent.create(event, payload, metadata)
-    else:
-        raise TypeError(f"write_outbox: event must be an event name or a herald.DomainEvent, "
-                        f"not {type(event).__name__}")
+    psycopg = _psycopg()
     if not isinstance(conn, psycopg.Connection):
-        raise TypeError(f"write_outbox: conn must be a psycopg.Connection, not {type(conn).__name__}")
-
-    status = conn.info.transaction_status
-    TS = psycopg.pq.TransactionStatus
-    if status == TS.INERROR:
-        raise _error("state", "write_outbox: the caller's transaction has failed (roll it back first)")
-    if status not in (TS.INTRANS, TS.IDLE):
-        raise _error("connection" if status == TS.UNKNOWN else "state",
-                     f"write_outbox: the connection is not usable (transaction status {status.name})")
-    if status == TS.IDLE and conn.autocommit:
-        raise _error("state", "write_outbox needs an open transaction on the caller's connection "
-                              "(autocommit is on: use `with conn.transaction():`): the event must commit "
-                              "or roll back with the business change")
-
-    s = sql.Identifier(schema)
-    statement = sql.SQL(
-        "WITH r AS (INSERT INTO {streams} AS s (stream, last_offset) VALUES (%(stream)s, %(count)s::bigint) "
-        "ON CONFLICT (stream) DO UPDATE SET last_offset = s.last_offset + EXCLUDED.last_offset "
-        "RETURNING last_offset), "
-        "e AS (INSERT INTO {events} (stream, event_offset, event_id, event_name, body) "
-        "SELECT %(stream)s, last_offset, %(event_id)s, %(event_name)s, %(body)s FROM r RETURNING event_offset) "
-        "SELECT event_offset, pg_notify(%(channel)s, %(stream)s) FROM e"
-    ).format(streams=sql.SQL("{}.streams").format(s), events=sql.SQL("{}.events").format(s))
-    params = {"stream": stream, "count": 1, "event_id": built.event_id, "event_name": built.event_name,
-              "body": built.to_json(), "channel": _herald._durable_notify_channel(schema)}
-    what = f"writing event '{built.event_name}' to the outbox of stream '{stream}'"
+        hint = " (use write_outbox_async)" if isinstance(conn, psycopg.AsyncConnection) else ""
+        raise TypeError(f"write_outbox: conn must be a psycopg.Connection, not {type(conn).__name__}{hint}")
+    statement, params, what = _outbox_statement(psycopg, conn, event, payload, stream, schema, metadata)
     try:
         with conn.cursor() as cur:
             cur.execute(statement, params)
             row = cur.fetchone()
     except psycopg.Error as exc:
-        sqlstate = getattr(exc, "sqlstate", None) or ""
-        primary = getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc).strip()
-        text = f"{what}: {primary}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
-        raise _error(_classify(sqlstate), text, sqlstate) from exc
+        raise _server_error(exc, what) from exc
+    return int(row[0])
+
+
+async def write_outbox_async(conn: Any, event: "str | DomainEvent", payload: Optional[dict] = None, *,
+                             stream: str, schema: str = "herald", metadata: Optional[dict] = None) -> int:
+    """write_outbox() on a ``psycopg.AsyncConnection`` (``async with conn.transaction():``), with
+    the same statement, rules and errors."""
+    psycopg = _psycopg()
+    if not isinstance(conn, psycopg.AsyncConnection):
+        raise TypeError(f"write_outbox_async: conn must be a psycopg.AsyncConnection, not {type(conn).__name__}")
+    statement, params, what = _outbox_statement(psycopg, conn, event, payload, stream, schema, metadata)
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(statement, params)
+            row = await cur.fetchone()
+    except psycopg.Error as exc:
+        raise _server_error(exc, what) from exc
     return int(row[0])
 
 

@@ -81,6 +81,7 @@ class PyDurableHooks {
     return h;
   }
 
+  /// The calling thread is the consumer's, inside one of the hooks (any thread).
   bool on_consumer_thread() const noexcept {
     return consumer_thread_.load(std::memory_order_acquire) == std::this_thread::get_id();
   }
@@ -100,7 +101,7 @@ class PyDurableHooks {
 
  private:
   DurableResult handle(const EventPtr& event, const DurableRecord& rec) {
-    enter();
+    InHook in_hook(consumer_thread_);
     if (!python_alive()) throw Error("the Python interpreter is shutting down");
     PyCall call;
     if (!handle_) throw StateError("durable consumer '" + name_ + "': handlers were released");
@@ -125,7 +126,7 @@ class PyDurableHooks {
   }
 
   bool before(const EventPtr& event, const DurableRecord& rec) {
-    enter();
+    InHook in_hook(consumer_thread_);
     if (!python_alive()) throw Error("the Python interpreter is shutting down");
     PyCall call;
     if (!before_) return true;
@@ -138,6 +139,7 @@ class PyDurableHooks {
   }
 
   void after(const EventPtr& event, const DurableRecord& rec, const DurableResult& result) {
+    InHook in_hook(consumer_thread_);
     if (!python_alive()) return;
     PyCall call;
     if (!after_) return;
@@ -151,6 +153,7 @@ class PyDurableHooks {
   }
 
   void on_error(const EventPtr& event, const DurableRecord& rec, const DurableHandleError& err) {
+    InHook in_hook(consumer_thread_);
     if (!python_alive()) return;
     PyCall call;
     result_.reset();
@@ -171,7 +174,20 @@ class PyDurableHooks {
     }
   }
 
-  void enter() noexcept { consumer_thread_.store(std::this_thread::get_id(), std::memory_order_release); }
+  // Marks the calling thread as "in a hook" for its duration only: a thread id is reused once its
+  // thread has exited, so an id kept after the hook could later match an unrelated thread.
+  class InHook {
+   public:
+    explicit InHook(std::atomic<std::thread::id>& slot) noexcept : slot_(slot) {
+      slot_.store(std::this_thread::get_id(), std::memory_order_release);
+    }
+    ~InHook() { slot_.store(std::thread::id(), std::memory_order_release); }
+    InHook(const InHook&) = delete;
+    InHook& operator=(const InHook&) = delete;
+
+   private:
+    std::atomic<std::thread::id>& slot_;
+  };
 
   // GIL held.
   py::object record(const DurableRecord& r, const std::string& error_stage = {}) {

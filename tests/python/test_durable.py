@@ -437,6 +437,27 @@ def test_the_outbox_in_a_failed_transaction_or_with_a_missing_schema_is_a_clear_
         conn.rollback()
 
 
+def test_the_async_outbox_commits_with_the_transaction_and_refuses_autocommit(pg, stream):
+    async def main():
+        async with await psycopg.AsyncConnection.connect(pg.dsn) as conn:
+            async with conn.transaction():
+                first = await durable.write_outbox_async(conn, "order.created", {"n": 1}, stream=stream)
+            with pytest.raises(RuntimeError):
+                async with conn.transaction():
+                    await durable.write_outbox_async(conn, "order.created", {"n": 2}, stream=stream)
+                    raise RuntimeError("rolled back")
+            await conn.set_autocommit(True)
+            with pytest.raises(herald.DurableError, match="needs an open transaction"):
+                await durable.write_outbox_async(conn, "order.created", {"n": 3}, stream=stream)
+            with pytest.raises(TypeError, match="use write_outbox_async"):
+                durable.write_outbox(conn, "order.created", {}, stream=stream)
+            return first
+
+    assert asyncio.run(main()) == 1
+    assert [json.loads(b)["payload"] for (b,) in rows(pg.dsn, "SELECT body FROM herald.events WHERE stream = %s",
+                                                      stream)] == [{"n": 1}]
+
+
 def test_concurrent_outbox_transactions_on_one_stream_commit_in_offset_order(pg, stream):
     first = psycopg.connect(pg.dsn)
     results = {}
