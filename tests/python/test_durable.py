@@ -278,6 +278,28 @@ def test_a_failing_handler_is_retried_then_dead_lettered_and_the_group_moves_on(
     assert dead == [(2, "order.created", "handle: ValueError: card declined", 3, "dead")]
 
 
+def test_a_re_driven_dead_letter_reaches_the_handler_again_marked_as_redrive(pg, stream):
+    publish(pg.dsn, stream, [("order.created", {"n": 1})])
+    failing, seen = [True], []
+
+    def handle(event, record):
+        seen.append((record.offset, record.redrive))
+        if failing[0]:
+            raise ValueError("not yet")
+
+    with herald.DurableConsumer(pg.dsn, stream, "redrive", start="beginning", handle=handle, max_attempts=1,
+                                **FAST) as consumer:
+        wait_until(lambda: consumer.stats()["dead_lettered"] == 1, timeout=30, message="dead letter")
+        failing[0] = False
+        # What `herald durable dead-letters --redrive` does.
+        rows_changed = rows(pg.dsn, "UPDATE herald.dead_letters SET state = 'redrive' WHERE stream = %s "
+                                    "AND group_name = 'redrive' RETURNING id", stream)
+        assert len(rows_changed) == 1
+        wait_until(lambda: consumer.stats()["redriven"] == 1, timeout=30, message="re-drive")
+    assert seen == [(1, False), (1, True)]
+    assert rows(pg.dsn, "SELECT state FROM herald.dead_letters WHERE stream = %s", stream) == [("redriven",)]
+
+
 def test_a_failure_result_counts_as_a_failed_attempt_with_a_handler_failure(pg, stream):
     publish(pg.dsn, stream, [("order.created", {"n": 1})])
     errors = []
