@@ -1311,3 +1311,15 @@ def _shutdown_at_exit() -> None:
 
 
 atexit.register(_shutdown_at_exit)
+
+
+# ------------------------------------------------------------------------------------------------
+# The durable road (PostgreSQL): herald.DurableConsumer, herald.DurableError, herald.durable.*.
+# Imported last: it builds on the runner and logging above, and its exit handler must be
+# registered after _shutdown_at_exit so that it runs first (atexit is last in, first out).
+
+from . import durable  # noqa: E402
+from .durable import DurableConsumer, DurableError, DurableRecord  # noqa: E402
+
+__all__ += ["DurableConsumer", "DurableError", "DurableRecord", "durable"]
+
