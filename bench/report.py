@@ -424,6 +424,43 @@ def main():
         rows.append(("S7 naive script", "peak RSS", f"{n['max_rss_kib']['median'] / 1024:.1f} MiB",
                      fmt_cv(n["max_rss_kib"]["cv"])))
 
+    # ---- The durable road (issue 14): durable.jsonl, one object per scenario and repetition ----
+    dpath = os.path.join(raw, "durable.jsonl")
+    if os.path.exists(dpath):
+        by = {}
+        with open(dpath) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    row = json.loads(line)
+                    by.setdefault(row["scenario"], []).append(row)
+        if by:
+            med = lambda sc, key: statistics.median(r[key] for r in by[sc]) if sc in by else None
+            durable = {sc: rows_ for sc, rows_ in by.items()}
+            result["scenarios"]["durable"] = durable
+            copy_multi = med("ratios", "copy_vs_multirow")
+            copy_single = med("ratios", "copy_vs_single")
+            reps_d = len(by.get("ratios", []))
+            if copy_multi is not None:
+                goal("durable publish (COPY batches) / plain libpq, one multi-row INSERT per batch", copy_multi,
+                     ">= 0.8x", copy_multi >= 0.8, f"{copy_multi:.2f}x ({reps_d} reps)")
+            if copy_single is not None:
+                goal("durable publish / plain libpq, one INSERT per event", copy_single,
+                     ">= 10x", copy_single >= 10, f"{copy_single:.0f}x ({reps_d} reps)")
+            for sc, key, label in (("publish_copy", "events_per_s", "publish, COPY batches (events/s)"),
+                                   ("publish_insert", "events_per_s", "publish, multi-row INSERT (events/s)"),
+                                   ("baseline_multirow", "events_per_s", "plain libpq multi-row INSERT (events/s)"),
+                                   ("baseline_single", "events_per_s", "plain libpq INSERT per event (events/s)"),
+                                   ("consume_1_group", "events_per_s_per_group", "consume, 1 group (events/s)"),
+                                   ("consume_4_groups", "events_per_s_per_group", "consume, 4 groups (events/s per group)")):
+                v = med(sc, key)
+                if v is not None:
+                    rows.append(("durable", label, fmt_rate(v), ""))
+            for key, label in (("p50_us", "latency publish -> handler, p50"), ("p99_us", "latency p99")):
+                v = med("latency", key)
+                if v is not None:
+                    rows.append(("durable", label, f"{v / 1000:.2f} ms", ""))
+
     result["goals"] = goals
 
     with open(os.path.join(out, "latest.json"), "w") as f:

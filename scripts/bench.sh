@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs herald's benchmarks (issue 6, and S7 of issue 16) and writes bench/results/latest.{json,md} (+ a PNG plot)
+# Runs herald's benchmarks (issue 6, S7 of issue 16, the durable road of issue 14) and writes bench/results/latest.{json,md} (+ a PNG plot)
 # and bench/results/python.{json,md} (scenario 5, bench/python_bench.py).
 #
 #   scripts/bench.sh            # install extras if missing, build build-bench, run, report
@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libzmq3-dev cppzmq-dev nlohmann-json3-dev libre2-dev
-  libspdlog-dev libcli11-dev libbenchmark-dev libboost-dev python3 python3-matplotlib
-  python3-pyee python3-blinker)
+  libspdlog-dev libcli11-dev libbenchmark-dev libboost-dev libjemalloc-dev postgresql libpq-dev
+  python3 python3-matplotlib python3-pyee python3-blinker)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,7 +32,7 @@ if [ ! -f "$build_dir/CMakeCache.txt" ]; then
   cmake -S . -B "$build_dir" -DHERALD_BUILD_BENCH=ON -DCMAKE_BUILD_TYPE=Release \
     -DHERALD_BUILD_PYTHON=OFF -DHERALD_BUILD_TESTS=OFF >/dev/null
 fi
-targets=(bench_inline bench_pipeline bench_memory bench_fanout zmq_scenario4 s7_sender herald)
+targets=(bench_inline bench_pipeline bench_memory bench_fanout zmq_scenario4 s7_sender herald durable_bench)
 cmake --build "$build_dir" -j"${HERALD_BENCH_JOBS:-1}" --target "${targets[@]}" 2>&1 |
   { grep -vE '^\[ *[0-9]+%\]|^-- ' || true; }
 
@@ -72,6 +72,17 @@ echo "bench: s7 x$reps (herald run end to end vs a naive Python script)" >&2
 /usr/bin/python3 bench/s7_bench.py --herald "$build_dir/herald" --sender "$build_dir/bench/s7_sender" \
   --lines "${HERALD_BENCH_S7_LINES:-300000}" --reps "$reps" --work "$build_dir/s7" \
   --out "$raw/s7.json" 2>"$build_dir/s7.log" || echo "s7 failed (see $build_dir/s7.log)" >&2
+
+# The durable road (issue 14): DurablePublisher against plain libpq programs writing the same
+# rows (one multi-row INSERT per batch; one INSERT per event), consumption by 1 and 4 groups,
+# and publish -> handler latency, on its own throwaway cluster with fsync on, as shipped. One
+# JSON object per scenario and repetition in $raw/durable.jsonl.
+echo "bench: durable_bench x$reps (PostgreSQL, fsync on)" >&2
+: >"$raw/durable.jsonl"
+for _ in $(seq "$reps"); do
+  timeout 900 "$build_dir/bench/durable_bench" >>"$raw/durable.jsonl" 2>>"$build_dir/durable_bench.log" ||
+    echo "durable_bench failed (see $build_dir/durable_bench.log)" >&2
+done
 
 /usr/bin/python3 bench/report.py "$raw" bench/results
 
