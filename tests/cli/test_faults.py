@@ -420,7 +420,9 @@ def test_tail_survives_huge_messages_counts_the_rejects_and_keeps_delivering(tmp
     xpub.setsockopt(zmq.LINGER, 0)
     xpub.setsockopt(zmq.SNDHWM, 0)
     port = xpub.bind_to_random_port("tcp://127.0.0.1")
-    tail = Proc("tail", "--connect", f"tcp://127.0.0.1:{port}", "--count", "4", "--timeout-ms", "60000", "#")
+    # --count 5: the fifth event comes after the RSS is read, so the tail is still running then
+    # (once it has its count it exits, and an exited process has no VmRSS).
+    tail = Proc("tail", "--connect", f"tcp://127.0.0.1:{port}", "--count", "5", "--timeout-ms", "60000", "#")
     try:
         assert wait_subscription(xpub), tail.err
         before = rss_kb(tail.p.pid)
@@ -435,12 +437,13 @@ def test_tail_survives_huge_messages_counts_the_rejects_and_keeps_delivering(tmp
             xpub.send_multipart([b"good.one", envelope("good.one", n)])
             assert tail.wait_until(lambda: len(tail.out) >= n), (n, tail.err[-5:])
         after = rss_kb(tail.p.pid)
+        xpub.send_multipart([b"good.one", envelope("good.one", 5)])
         assert tail.finish() == 0, tail.err
     finally:
         cleanup(tail)
         xpub.close()
         ctx.term()
-    assert [e["seq"] for e in tail.envelopes()] == [1, 2, 3, 4]
+    assert [e["seq"] for e in tail.envelopes()] == [1, 2, 3, 4, 5]
     s = tail.summary()
     assert s["rejected_by_reason"]["oversized"] == 1 and s["rejected"] == 1 and s["gaps"] == 0
     # libzmq closes the connection at each huge frame and would not reconnect it; herald does.
