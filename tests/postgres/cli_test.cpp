@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 extern char** environ;
@@ -120,6 +121,118 @@ TEST_F(DurableCli, OperationsPrintJsonAndErrorsExitOneWithoutThePassword) {
   auto unset = herald({"durable", "groups", "--dsn-env", "HERALD_NO_SUCH_VARIABLE"});
   EXPECT_EQ(unset.code, 1);
   EXPECT_NE(unset.err.find("HERALD_NO_SUCH_VARIABLE"), std::string::npos) << unset.err;
+}
+
+// herald run end to end with transports.postgres: a durable and a broadcast declaration, the
+// durable road's DSN from the environment; herald consume then reads every stored event back
+// once, and the broadcast events' ids are the ones the in-process audit subscriber wrote.
+TEST_F(DurableCli, RunWithTransportsPostgresStoresDurableAndBroadcastEventsOnce) {
+  const std::string dir = cluster_->dir();
+  const std::string audit = dir + "/audit.jsonl", steps = dir + "/steps.jsonl", cfg = dir + "/herald.json";
+  const nlohmann::json config = {
+      {"worker", {{"name", "cli-durable"}}},
+      {"transports", {{"postgres", {{"dsn_env", "HERALD_TEST_DSN"}}}}},
+      {"subscribers", {{{"type", "audit"}, {"name", "audit"}, {"path", audit}, {"overflow", "block"},
+                        {"subscribes_to", {"payment.#"}}}}},
+      {"steps",
+       {{{"name", "process_payment"},
+         {"publishes_events",
+          {{{"name", "payment.processed"}, {"condition", "success"}, {"delivery_mode", "durable"}},
+           {{"name", "payment.audited"}, {"condition", "success"}, {"delivery_mode", "broadcast"}}}}}}}};
+  std::ofstream(cfg) << config.dump(2);
+  constexpr int kSteps = 40;
+  {
+    std::ofstream in(steps);
+    for (int i = 0; i < kSteps; ++i) {
+      in << nlohmann::json{{"step_name", "process_payment"}, {"success", true}, {"namespace", "payments"},
+                           {"result", {{"i", i}}}}.dump()
+         << "\n";
+    }
+  }
+  auto run = herald({"run", "--config", cfg, "--steps", steps, "--quiet", "--status-json", dir + "/status.json"});
+  ASSERT_EQ(run.code, 0) << run.err;
+  nlohmann::json status;
+  std::ifstream(dir + "/status.json") >> status;
+  EXPECT_EQ(status["events"]["published_by_delivery_mode"]["durable"], kSteps) << status.dump();
+  EXPECT_EQ(status["events"]["published_by_delivery_mode"]["broadcast"], kSteps) << status.dump();
+  ASSERT_TRUE(status["transports"].contains("postgres")) << status["transports"].dump();
+
+  // The in-process road saw the broadcast events only (durable ones go to the log alone).
+  std::set<std::string> audited;
+  {
+    std::ifstream a(audit);
+    for (std::string line; std::getline(a, line);) {
+      const auto j = nlohmann::json::parse(line);
+      const auto event = j.contains("event") ? j["event"] : j;
+      ASSERT_EQ(event["event_name"], "payment.audited") << line;
+      EXPECT_TRUE(audited.insert(event["event_id"].get<std::string>()).second) << line;
+    }
+  }
+  EXPECT_EQ(audited.size(), static_cast<std::size_t>(kSteps));
+
+  auto read = herald({"consume", "--dsn-env", "HERALD_TEST_DSN", "--stream", "payments_domain_events", "--group",
+                      "warehouse", "--from", "beginning", "--count", std::to_string(2 * kSteps), "#"});
+  ASSERT_EQ(read.code, 0) << read.err;
+  ASSERT_EQ(read.lines.size(), 2u * kSteps) << read.err;
+  std::set<std::string> ids, stored_audited;
+  int processed = 0;
+  for (const auto& line : read.lines) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_TRUE(ids.insert(j["event_id"].get<std::string>()).second) << "read twice: " << line;
+    if (j["event_name"] == "payment.audited") stored_audited.insert(j["event_id"].get<std::string>());
+    if (j["event_name"] == "payment.processed") ++processed;
+  }
+  EXPECT_EQ(processed, kSteps);
+  EXPECT_EQ(stored_audited, audited) << "a broadcast event is one event: the same event_id on both roads";
+  auto more = herald({"consume", "--dsn-env", "HERALD_TEST_DSN", "--stream", "payments_domain_events", "--group",
+                      "warehouse", "--count", "1", "--timeout-ms", "500", "#"});
+  EXPECT_EQ(more.code, 1) << "nothing beyond the stored events";
+  EXPECT_TRUE(more.lines.empty());
+}
+
+// A run whose database refuses it or cannot be reached stops with exit status 1 and an error
+// naming the problem, never the password; a durable declaration without transports.postgres is
+// a configuration error (exit status 2, as for every configuration error) naming its key path.
+TEST_F(DurableCli, RunErrorsNameTheDatabaseProblemWithoutThePassword) {
+  const std::string dir = cluster_->dir();
+  const std::string steps = dir + "/steps.jsonl";
+  std::ofstream(steps) << R"({"step_name": "charge", "success": true, "namespace": "payments"})" << "\n";
+  auto config_with = [&](const nlohmann::json& transports, const std::string& name) {
+    nlohmann::json c = {{"worker", {{"name", "cli-errors"}}},
+                        {"steps",
+                         {{{"name", "charge"},
+                           {"publishes_events",
+                            {{{"name", "payment.charged"}, {"condition", "success"}, {"delivery_mode", "durable"}}}}}}}};
+    if (!transports.is_null()) c["transports"] = transports;
+    const std::string path = dir + "/" + name + ".json";
+    std::ofstream(path) << c.dump(2);
+    return path;
+  };
+
+  auto wrong = herald({"run", "--quiet", "--steps", steps, "--config",
+                       config_with({{"postgres", {{"dsn", cluster_->dsn("postgres", "Wrong-Pass-77")}}}}, "wrong")});
+  EXPECT_EQ(wrong.code, 1) << wrong.err;
+  EXPECT_NE(wrong.err.find("refused the credentials"), std::string::npos) << wrong.err;
+  EXPECT_EQ(wrong.err.find("Wrong-Pass-77"), std::string::npos) << wrong.err;
+
+  const std::string nowhere = "host=" + dir + "/no-such-socket-dir port=5999 user=postgres password=Hidden-Pw-3";
+  auto unreachable = herald({"run", "--quiet", "--steps", steps, "--config",
+                             config_with({{"postgres", {{"dsn", nowhere}}}}, "unreachable")});
+  EXPECT_EQ(unreachable.code, 1) << unreachable.err;
+  EXPECT_NE(unreachable.err.find("no-such-socket-dir"), std::string::npos) << "names the server: " << unreachable.err;
+  EXPECT_EQ(unreachable.err.find("Hidden-Pw-3"), std::string::npos) << unreachable.err;
+
+  auto bad = herald({"run", "--quiet", "--steps", steps, "--config",
+                     config_with({{"postgres", {{"dsn", "host=/tmp password=Bad-Dsn-5 =oops"}}}}, "bad")});
+  EXPECT_EQ(bad.code, 1) << bad.err;
+  EXPECT_EQ(bad.err.find("Bad-Dsn-5"), std::string::npos) << bad.err;
+  EXPECT_FALSE(bad.err.empty());
+
+  auto missing = herald({"run", "--quiet", "--steps", steps, "--config", config_with(nullptr, "missing")});
+  EXPECT_EQ(missing.code, 2) << missing.err;
+  EXPECT_NE(missing.err.find("steps[0].publishes_events[0].delivery_mode"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("transports.postgres"), std::string::npos) << missing.err;
+  EXPECT_EQ(scalar("SELECT count(*) FROM herald.events"), "0");
 }
 
 }  // namespace
