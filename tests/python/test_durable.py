@@ -54,9 +54,12 @@ class Cluster:
 def _run(args, directory, as_root, what):
     if as_root:
         args = ["/usr/sbin/runuser", "-u", "postgres", "--"] + args
+    # The server's tools run without the sanitizer runtimes that scripts/test.sh asan preloads
+    # into this interpreter: preloaded into initdb (through runuser) they hang it.
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
     with open(os.path.join(directory, "commands.log"), "ab") as log:
         rc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            timeout=180).returncode
+                            timeout=180, env=env).returncode
     if rc != 0:
         with open(os.path.join(directory, "commands.log"), errors="replace") as log:
             text = log.read()
