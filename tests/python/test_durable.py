@@ -802,3 +802,48 @@ def test_the_package_exports_the_durable_names_and_nothing_else_of_the_module():
                       "Iterable", "Optional"}, leaked
     for name in ("write_outbox", "ensure_schema", "StartPosition", "Seconds", "redact_dsn"):
         assert not hasattr(herald, name), name
+
+
+# ------------------------------------------------------------------------------------------------
+# A Python worker on the durable road.
+
+def test_a_python_worker_with_transports_postgres_stores_durable_and_broadcast_events(pg, stream):
+    got = []
+
+    class Local(herald.BaseSubscriber):
+        subscriber_name = "local"
+        overflow = "block"
+
+        def subscribes_to(self):
+            return ["payment.*"]
+
+        def handle(self, event):
+            got.append((event.event_name, event.event_id))
+
+    herald.SubscriberRegistry.instance().register(Local)
+    config = {
+        "worker": {"name": "py-durable"},
+        "transports": {"postgres": {"dsn": pg.dsn, "stream": stream}},
+        "steps": [{"name": "charge", "publishes_events": [
+            {"name": "payment.stored", "delivery_mode": "durable"},
+            {"name": "payment.shared", "delivery_mode": "broadcast"}]}],
+    }
+    worker = herald.Worker(config=config)
+    with worker:
+        assert worker.complete_steps({"step_name": "charge", "success": True, "result": {"n": i}}
+                                     for i in range(30)) == 30
+        assert worker.drain(30)
+        assert worker.status()["events"]["published_by_delivery_mode"]["durable"] == 30
+    # The log holds both kinds, in completion order; the broadcast ones are the events the
+    # in-process subscriber saw (same ids), the durable ones never reached it.
+    stored = rows(pg.dsn, "SELECT event_name, event_id FROM herald.events WHERE stream = %s ORDER BY event_offset",
+                  stream)
+    assert [name for name, _ in stored] == ["payment.stored", "payment.shared"] * 30
+    assert [i for name, i in stored if name == "payment.shared"] == [i for name, i in got]
+    assert all(name == "payment.shared" for name, _ in got) and len(got) == 30
+
+
+def test_a_python_worker_refuses_a_durable_declaration_without_a_database():
+    with pytest.raises(herald.ConfigError, match=r"delivery_mode.*transports\.postgres"):
+        herald.Worker(config={"steps": [{"name": "charge", "publishes_events": [
+            {"name": "payment.stored", "delivery_mode": "durable"}]}]})
