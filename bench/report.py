@@ -498,6 +498,8 @@ def main():
                   f"RSS from wait4(2); {s7['reps']} repetitions, naive and herald back to back in "
                   "each, ratios paired per repetition, then the median; every audit trail checked "
                   "(one line per completion)."]
+    if "durable" in result["scenarios"] and plot_durable(result["scenarios"]["durable"], out):
+        lines += ["", "![the durable road](durable.png)"]
     if plot(result, out):
         lines += ["", "![events/s vs subscribers](events_vs_subscribers.png)"]
     if s4 and plot_latency(result, out):
@@ -547,6 +549,52 @@ def plot(result, out):
     fig.suptitle(f"herald, {result['machine']['nproc']} CPU(s) {result['machine']['cpu_model']} (medians of 5)")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "events_vs_subscribers.png"), dpi=100)
+    return True
+
+
+def plot_durable(durable, out, path="durable.png"):
+    """The durable road (issue 14): publish throughput against the plain libpq programs,
+    consumption per group, and publish -> handler latency, one point per repetition."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.5))
+    bars = [("publish_copy", "events_per_s", "herald COPY"),
+            ("publish_insert", "events_per_s", "herald multi-row\nINSERT"),
+            ("baseline_multirow", "events_per_s", "libpq multi-row\nINSERT"),
+            ("baseline_single", "events_per_s", "libpq INSERT\nper event")]
+    for i, (sc, key, label) in enumerate(bars):
+        ys = [r[key] for r in durable.get(sc, [])]
+        if ys:
+            a.bar(i, statistics.median(ys), color="tab:blue" if sc.startswith("publish") else "tab:gray")
+            a.plot([i] * len(ys), ys, "k.", markersize=4)
+    a.set_xticks(range(len(bars)), [b_[2] for b_ in bars], fontsize=8)
+    a.set_yscale("log")
+    a.set_ylabel("events/s (fsync on)")
+    a.set_title("durable publish vs plain libpq")
+    groups = [("consume_1_group", "1 group"), ("consume_4_groups", "4 groups (per group)")]
+    for i, (sc, label) in enumerate(groups):
+        ys = [r["events_per_s_per_group"] for r in durable.get(sc, [])]
+        if ys:
+            b.bar(i, statistics.median(ys), color="tab:green")
+            b.plot([i] * len(ys), ys, "k.", markersize=4)
+    b.set_xticks(range(len(groups)), [g[1] for g in groups])
+    b.set_ylabel("events/s per group")
+    b.set_title("consume (one stream)")
+    lat = durable.get("latency", [])
+    if lat:
+        c.plot(range(1, len(lat) + 1), [r["p50_us"] / 1000 for r in lat], "o-", label="p50")
+        c.plot(range(1, len(lat) + 1), [r["p99_us"] / 1000 for r in lat], "s--", label="p99")
+        c.set_xlabel("repetition")
+        c.set_ylabel("ms")
+        c.legend(fontsize=8)
+    c.set_title("publish -> handler (LISTEN/NOTIFY)")
+    fig.suptitle("herald durable road, PostgreSQL 15, fsync on")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, path), dpi=100)
     return True
 
 
