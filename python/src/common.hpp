@@ -210,8 +210,6 @@ void bind_publishers(py::module_& m);
 void bind_subscribers(py::module_& m);
 void bind_worker(py::module_& m);
 void bind_zmq(py::module_& m);
-#ifdef HERALD_HAVE_POSTGRES
 void bind_durable(py::module_& m);  // durable.cpp
-#endif
 
 }  // namespace herald::py_bindings

@@ -2,9 +2,6 @@
 // herald.DurableConsumer, and the name/DSN/start-position helpers the pure-Python outbox
 // (python/herald/durable.py) uses so that its rules are the C++ rules, not a copy of them.
 //
-// Built only when herald::postgres is (HERALD_HAVE_POSTGRES); python/CMakeLists.txt leaves this
-// file out otherwise and herald.DurableConsumer then says so when it is constructed.
-//
 // Threads and the GIL (DESIGN.md decisions 9 and 12):
 //  - The consumer's own C++ thread takes the GIL only inside the hooks below (a PyCall scope,
 //    with the persistent thread state of common.hpp) and never while it polls, fetches, commits

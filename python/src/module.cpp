@@ -11,8 +11,6 @@ PYBIND11_MODULE(_herald, m) {
   bind_subscribers(m);
   bind_worker(m);
   bind_zmq(m);
-#ifdef HERALD_HAVE_POSTGRES
   bind_durable(m);  // after bind_errors: DurableError derives from TransportError
-#endif
   install_blocking_hooks();
 }

@@ -184,7 +184,6 @@ SubscriberResult AuditSubscriber::write_events(std::span<const EventPtr> events,
   if (err == 0) {
     last_errno_ = 0;
     lines_.fetch_add(events.size(), std::memory_order_relaxed);
-    bytes_.fetch_add(total, std::memory_order_relaxed);
     return {};
   }
 
@@ -210,7 +209,6 @@ SubscriberResult AuditSubscriber::write_events(std::span<const EventPtr> events,
   }
   if (whole_lines > 0) {
     lines_.fetch_add(whole_lines, std::memory_order_relaxed);
-    bytes_.fetch_add(whole_bytes, std::memory_order_relaxed);
   }
   for (std::size_t i = whole_lines; i < events.size(); ++i) outcomes[i] = HandleOutcome::failed;
   const EventPtr& first_failed = events[whole_lines < events.size() ? whole_lines : 0];

@@ -90,7 +90,6 @@ class AuditSubscriber : public Subscriber {
   const std::filesystem::path& path() const noexcept { return path_; }
   bool is_open() const;
   std::uint64_t lines_written() const noexcept { return lines_.load(std::memory_order_relaxed); }
-  std::uint64_t bytes_written() const noexcept { return bytes_.load(std::memory_order_relaxed); }
   std::uint64_t write_errors() const noexcept { return errors_.load(std::memory_order_relaxed); }
   /// Bytes of cut-off last lines that on_start() removed over this object's life.
   std::uint64_t torn_bytes_repaired() const noexcept {
@@ -112,7 +111,6 @@ class AuditSubscriber : public Subscriber {
   int last_errno_ = 0;  // errno of the last failed write, 0 after a success
   std::chrono::steady_clock::time_point last_error_at_{};
   std::atomic<std::uint64_t> lines_{0};
-  std::atomic<std::uint64_t> bytes_{0};
   std::atomic<std::uint64_t> errors_{0};
   std::atomic<std::uint64_t> repaired_{0};
   RateLimiter error_log_{5, std::chrono::seconds(10)};
