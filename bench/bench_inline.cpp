@@ -7,8 +7,13 @@
 #include <benchmark/benchmark.h>
 #include <boost/signals2/signal.hpp>
 
+#include <sys/single_threaded.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <thread>
 #include <functional>
 #include <string>
 #include <vector>
@@ -72,6 +77,33 @@ void BM_HeraldInline(benchmark::State& state) {
   state.counters["non_matching"] = static_cast<double>(others);
 }
 BENCHMARK(BM_HeraldInline)->Arg(0)->Arg(10)->Arg(100)->Arg(1000);
+
+// The rows above run in a process that has never started a thread, where glibc's mutexes,
+// libstdc++'s shared_ptr and herald's inline publish all skip their atomic read-modify-writes
+// (__libc_single_threaded). A real worker has threads: these rows run after one idle thread
+// exists (registered last, so the rows above keep their single-threaded process).
+void start_idle_thread() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    std::thread([] {
+      for (;;) ::pause();  // parked for the life of the process (no object for exit to destroy)
+    }).detach();
+  });
+}
+
+void BM_Signals2_Threaded(benchmark::State& state) {
+  start_idle_thread();
+  if (__libc_single_threaded) state.SkipWithError("process still single-threaded");
+  BM_Signals2(state);
+}
+BENCHMARK(BM_Signals2_Threaded)->Arg(1);
+
+void BM_HeraldInline_Threaded(benchmark::State& state) {
+  start_idle_thread();
+  if (__libc_single_threaded) state.SkipWithError("process still single-threaded");
+  BM_HeraldInline(state);
+}
+BENCHMARK(BM_HeraldInline_Threaded)->Arg(0);
 
 }  // namespace
 

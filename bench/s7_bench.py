@@ -189,7 +189,9 @@ def main():
         ap.error("--sender is needed for the listen variant")
     herald = os.path.abspath(args.herald)
     sender = os.path.abspath(args.sender) if args.sender else None
-    os.makedirs(args.work, exist_ok=True)
+    work = os.path.abspath(args.work)  # the runs' working folders differ from ours
+    args.work = work
+    os.makedirs(work, exist_ok=True)
     steps = os.path.join(args.work, f"steps-{args.lines}.jsonl")
     if not os.path.exists(steps):
         subprocess.run([sys.executable, os.path.join(HERE, "s7_make_input.py"), steps,
