@@ -59,6 +59,13 @@ from . import _exit  # noqa: F401  (registers the exit handler, before durable r
 from . import durable
 from .durable import DurableConsumer, DurableError, DurableRecord
 
+# The classes keep presenting themselves as herald.X (reprs, pickles, help()), as they did
+# before the split into modules.
+for _public in (BasePublisher, BaseSubscriber, EventBus, PublisherRegistry, StepEventContext, SubscriberRegistry,
+                SubscriberResult, Worker, WorkerState, ZmqSubscriber, set_native_log_level):
+    _public.__module__ = __name__
+del _public
+
 InProcessDomainEvent = DomainEvent  # tasker-core's name for the event type handed to subscribers
 
 __version__ = "0.1.0"
