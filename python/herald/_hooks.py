@@ -148,5 +148,5 @@ class registry_method:
         self._fn = fn
         functools.update_wrapper(self, fn)
 
-    def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
-        return functools.partial(self._fn, obj if obj is not None else cls.instance())  # type: ignore[attr-defined]
+    def __get__(self, obj: Any, cls: Any) -> Callable[..., Any]:
+        return functools.partial(self._fn, obj if obj is not None else cls.instance())

@@ -53,6 +53,28 @@ class HookDecorator(Protocol):
     def __call__(self, *, name: Optional[str] = None) -> Callable[[_F], _F]: ...
 
 
+def _hook_registrar(kind: str, named: bool = False) -> Any:
+    """Worker.on_<kind>: registers a hook (as a decorator, with or without name=), or does
+    nothing when a subclass's override calls it through super()."""
+    def register(self: Worker, fn: Optional[Callable[..., Any]] = None, *rest: Any,
+                 name: Optional[str] = None) -> Any:
+        def add(f: Callable[..., Any]) -> Callable[..., Any]:
+            label = self._label(f, name)
+            wrapped = self._wrap(f, kind, label)
+            if named:
+                getattr(self._native, kind)(wrapped, label)
+            else:
+                getattr(self._native, kind)(wrapped)
+            return f
+        if rest or (fn is not None and not callable(fn)):
+            # super().on_success(completion) / super().on_error(completion, error) from a
+            # subclass's hook method: the base hook does nothing.
+            return _NoOpHook()
+        return add(fn) if fn is not None else _DecoratorOrBaseHook(add)
+    register.__name__ = kind
+    return register
+
+
 class Worker:
     """Hosts publishers and subscribers, takes in step completions and publishes their events.
 
@@ -161,40 +183,20 @@ class Worker:
     def _label(fn: Callable[..., Any], name: Optional[str]) -> str:
         return name or getattr(fn, "__qualname__", None) or repr(fn)
 
-    def _decorator(kind: str, named: bool = False) -> Any:  # type: ignore[misc]  # runs in the class body
-        def register(self: Worker, fn: Optional[Callable[..., Any]] = None, *rest: Any,
-                     name: Optional[str] = None) -> Any:
-            def add(f: Callable[..., Any]) -> Callable[..., Any]:
-                label = self._label(f, name)
-                wrapped = self._wrap(f, kind, label)
-                if named:
-                    getattr(self._native, kind)(wrapped, label)
-                else:
-                    getattr(self._native, kind)(wrapped)
-                return f
-            if rest or (fn is not None and not callable(fn)):
-                # super().on_success(completion) / super().on_error(completion, error) from a
-                # subclass's hook method: the base hook does nothing.
-                return _NoOpHook()
-            return add(fn) if fn is not None else _DecoratorOrBaseHook(add)
-        register.__name__ = kind
-        return register
-
-    on_startup: ClassVar[HookDecorator] = _decorator("on_startup", named=True)
+    on_startup: ClassVar[HookDecorator] = _hook_registrar("on_startup", named=True)
     on_startup.__doc__ = "Runs before any completion is processed; raising fails start() (StartupError)."
-    on_shutdown: ClassVar[HookDecorator] = _decorator("on_shutdown", named=True)
+    on_shutdown: ClassVar[HookDecorator] = _hook_registrar("on_shutdown", named=True)
     on_shutdown.__doc__ = "Runs when stopping, after the queues drain (reverse order; all run)."
-    on_success: ClassVar[HookDecorator] = _decorator("on_success")
+    on_success: ClassVar[HookDecorator] = _hook_registrar("on_success")
     on_success.__doc__ = "hook(completion) after a completion's events were all published."
-    on_error: ClassVar[HookDecorator] = _decorator("on_error")
+    on_error: ClassVar[HookDecorator] = _hook_registrar("on_error")
     on_error.__doc__ = "hook(completion, error) when publishing a completion hit an error."
-    on_worker_startup: ClassVar[HookDecorator] = _decorator("on_worker_startup")
+    on_worker_startup: ClassVar[HookDecorator] = _hook_registrar("on_worker_startup")
     on_worker_startup.__doc__ = "Runs on each dispatcher thread as it starts."
-    on_worker_shutdown: ClassVar[HookDecorator] = _decorator("on_worker_shutdown")
+    on_worker_shutdown: ClassVar[HookDecorator] = _hook_registrar("on_worker_shutdown")
     on_worker_shutdown.__doc__ = "Runs on each dispatcher thread before it exits."
-    on_state_change: ClassVar[HookDecorator] = _decorator("on_state_change")
+    on_state_change: ClassVar[HookDecorator] = _hook_registrar("on_state_change")
     on_state_change.__doc__ = "hook(from_state, to_state) on every state change."
-    del _decorator
 
     # -- lifecycle --------------------------------------------------------------------------------
     def _prepare(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
@@ -469,7 +471,7 @@ class _HookMethod:
         return bound
 
 
-class _Config(dict):  # type: ignore[type-arg]
+class _Config(dict[str, Any]):
     def __call__(self) -> _Config:
         return self
 
