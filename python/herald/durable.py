@@ -25,7 +25,10 @@ import weakref
 from typing import Any, Callable, Iterable, Optional, Union
 
 from . import _herald
-from . import ConfigError, DomainEvent, Pattern, StateError, TransportError, _LoopRunner, _log_exception, logger
+from ._herald import ConfigError, DomainEvent, Pattern, StateError, TransportError
+from ._log import log_exception as _log_exception
+from ._log import logger
+from ._loop import LoopRunner as _LoopRunner
 
 __all__ = ["DurableConsumer", "DurableError", "DurableRecord", "StartPosition", "ensure_schema", "redact_dsn",
            "write_outbox", "write_outbox_async"]
@@ -156,8 +159,8 @@ def _psycopg() -> Any:
     return psycopg
 
 
-def _outbox_statement(psycopg: Any, conn: Any, event: "str | DomainEvent", payload: Optional[dict],
-                      stream: str, schema: str, metadata: Optional[dict]) -> tuple[Any, dict, str]:
+def _outbox_statement(psycopg: Any, conn: Any, event: "str | DomainEvent", payload: Optional[dict[str, Any]],
+                      stream: str, schema: str, metadata: Optional[dict[str, Any]]) -> tuple[Any, dict[str, Any], str]:
     """Checks everything that can be checked before any SQL runs (names, the event, the
     transaction state) and builds the C++ outbox statement (transports/postgres/src/admin.cpp):
     (statement, parameters, what for error messages)."""
@@ -207,8 +210,8 @@ def _server_error(exc: Any, what: str) -> Exception:
     return _error(_classify(sqlstate), text, sqlstate)
 
 
-def write_outbox(conn: Any, event: "str | DomainEvent", payload: Optional[dict] = None, *, stream: str,
-                 schema: str = "herald", metadata: Optional[dict] = None) -> int:
+def write_outbox(conn: Any, event: "str | DomainEvent", payload: Optional[dict[str, Any]] = None, *, stream: str,
+                 schema: str = "herald", metadata: Optional[dict[str, Any]] = None) -> int:
     """Appends an event to `stream` inside the caller's transaction on `conn` (a psycopg 3
     ``Connection``); returns its offset. The event exists if and only if that transaction
     commits; consumers are woken by a NOTIFY that PostgreSQL sends at commit.
@@ -239,8 +242,8 @@ def write_outbox(conn: Any, event: "str | DomainEvent", payload: Optional[dict] 
     return int(row[0])
 
 
-async def write_outbox_async(conn: Any, event: "str | DomainEvent", payload: Optional[dict] = None, *,
-                             stream: str, schema: str = "herald", metadata: Optional[dict] = None) -> int:
+async def write_outbox_async(conn: Any, event: "str | DomainEvent", payload: Optional[dict[str, Any]] = None, *,
+                             stream: str, schema: str = "herald", metadata: Optional[dict[str, Any]] = None) -> int:
     """write_outbox() on a ``psycopg.AsyncConnection`` (``async with conn.transaction():``), with
     the same statement, rules and errors."""
     psycopg = _psycopg()
@@ -453,7 +456,7 @@ class DurableConsumer:
                             "subclass DurableConsumer and define handle(self, event)")
         self._lock = threading.Lock()  # guards _native, _stopper, _stopped
         self._start_lock = threading.Lock()
-        self._native: Any = None
+        self._native: Optional[_herald._DurableConsumer] = None
         self._runner = _ConsumerRunner(self.name)
         self._stopper: Optional[threading.Thread] = None
         self._stopped = False
@@ -498,7 +501,9 @@ class DurableConsumer:
             if loop is not None:
                 self._runner.capture(loop)
             h = self._hooks
-            native = _herald._DurableConsumer(self._options, self._runner, DurableRecord, h["handle"],
+            handle = h["handle"]
+            assert handle is not None  # checked in __init__
+            native = _herald._DurableConsumer(self._options, self._runner, DurableRecord, handle,
                                               h["before_handle"], h["after_handle"], h["on_handle_error"])
             self._native = native
         try:
@@ -520,6 +525,7 @@ class DurableConsumer:
         # The stopper thread: the only caller of the native stop() (one controlling thread, as
         # herald::DurableConsumer asks), so a stop() that timed out can be waited for again.
         native = self._native
+        assert native is not None  # the stopper thread is started only for a started consumer
         try:
             native.stop()  # GIL released while it joins
         finally:
@@ -621,14 +627,14 @@ class DurableConsumer:
             return "running"
         return "stopping" if alive else "stopped"
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """The native counters ({"handled", "failed_attempts", "retries", "dead_lettered",
         "malformed", "filtered", "skipped", "redriven", "gaps", "reconnects", "leases_acquired",
         "lease_lost", "active", "position", "committed_offset", "member_id", "last_error", ...})
         and "state"; before start() only the names and "state"."""
         native = self._native
         if native is None:
-            out: dict = {"stream": self.stream, "group": self.group, "member_id": self.member_id}
+            out: dict[str, Any] = {"stream": self.stream, "group": self.group, "member_id": self.member_id}
         else:
             out = native.stats()
         out["state"] = self.state
