@@ -7,7 +7,9 @@ Writes bench/results/python.json and bench/results/python.md. Every case runs R 
 (default 5, or $HERALD_BENCH_REPETITIONS) of N events (default 100000, or
 $HERALD_PY_BENCH_EVENTS); the report gives median, min, max and spread ((max-min)/median).
 
-Cases (the handler is always `counter[0] += 1`, the payload always {"n": 1}):
+Cases (the handler is `counter[0] += 1`; the payload {"n": 1} unless --payload large picks a
+~1 KiB nested order (strings, ints, floats, a list of 10 item dicts); --read-payload makes every
+handler read the payload too, so that herald converts it back to Python, as real handlers do):
   1. python_to_python: time from the first publish until every event was handled.
        herald inline: EventBus(inline=True), handlers run synchronously in publish() (the goal's
                row: pyee and blinker are synchronous too).
@@ -44,16 +46,37 @@ import blinker
 from blinker import Signal
 
 NAME = "bench.event"
-PAYLOAD = {"n": 1}
+SMALL_PAYLOAD = {"n": 1}
+# A step result of the size tasker-core handlers publish: ~1 KiB of JSON, three levels deep.
+LARGE_PAYLOAD = {
+    "order_id": 1234567,
+    "customer": {"id": "c-5f2b9e", "name": "Ada Lovelace", "email": "ada@example.com", "vip": True},
+    "items": [{"sku": f"SKU-{i:04d}", "qty": i % 3 + 1, "unit_price": 9.99 + i, "discount": None,
+               "tags": ["fragile", "gift"] if i % 2 else []} for i in range(10)],
+    "total": 187.43,
+    "currency": "EUR",
+    "paid": True,
+    "shipping": {"method": "express", "address": ["1 Main St", "Springfield", "12345"]},
+}
+PAYLOAD = SMALL_PAYLOAD
+READ_PAYLOAD = False
 now = time.perf_counter
+
+
+def herald_handler(counter: list[int]):
+    if READ_PAYLOAD:
+        def handler(event):
+            event.payload  # converted from JSON to Python on first access
+            counter[0] += 1
+    else:
+        def handler(event):
+            counter[0] += 1
+    return handler
 
 
 def run_herald_py(n: int, inline: bool = False) -> float:
     counter = [0]
-
-    def handler(event):
-        counter[0] += 1
-
+    handler = herald_handler(counter)
     bus = herald.EventBus(inline=True) if inline else herald.EventBus(dispatcher_threads=2)
     try:
         bus.subscribe(NAME, handler, capacity=n)
@@ -127,10 +150,7 @@ def run_herald_cpp(n: int) -> float:
 
 def run_herald_cpp_thread(n: int) -> float:
     counter = [0]
-
-    def handler(event):
-        counter[0] += 1
-
+    handler = herald_handler(counter)
     bus = herald.EventBus(dispatcher_threads=2)
     try:
         sub = bus.subscribe(NAME, handler, capacity=n)
@@ -207,8 +227,15 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=int(os.environ.get("HERALD_PY_BENCH_EVENTS", 100_000)))
     ap.add_argument("--reps", type=int, default=int(os.environ.get("HERALD_BENCH_REPETITIONS", 5)))
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--payload", choices=["small", "large"], default="small",
+                    help='small: {"n": 1}; large: a ~1 KiB nested order (LARGE_PAYLOAD)')
+    ap.add_argument("--read-payload", action="store_true",
+                    help="herald handlers read event.payload (JSON -> Python conversion)")
     args = ap.parse_args()
     n, reps = args.events, max(args.reps, 1)
+    global PAYLOAD, READ_PAYLOAD
+    PAYLOAD = LARGE_PAYLOAD if args.payload == "large" else SMALL_PAYLOAD
+    READ_PAYLOAD = args.read_payload
 
     for _, _, fn in CASES:  # warm-up (imports, allocator, thread start)
         fn(min(n, 10_000))
@@ -239,9 +266,12 @@ def main() -> int:
                "loadavg_start": os.getloadavg()}
     versions = {"herald": getattr(herald, "__version__", "?"),
                 "pyee": _dist_version("pyee"), "blinker": getattr(blinker, "__version__", None) or _dist_version("blinker")}
+    options = (["--payload", args.payload] if args.payload != "small" else []) + \
+        (["--read-payload"] if READ_PAYLOAD else [])
     doc = {"events": n, "repetitions": reps, "machine": machine, "versions": versions,
-           "results": results, "goals": goals,
-           "command": "PYTHONPATH=build/python /usr/bin/python3 bench/python_bench.py"}
+           "payload": args.payload, "payload_json_bytes": len(json.dumps(PAYLOAD)),
+           "read_payload": READ_PAYLOAD, "results": results, "goals": goals,
+           "command": " ".join(["PYTHONPATH=build/python /usr/bin/python3 bench/python_bench.py", *options])}
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -261,14 +291,16 @@ def _dist_version(name: str):
 
 def render_md(doc: dict) -> str:
     m, v = doc["machine"], doc["versions"]
+    read = " after reading `event.payload`" if doc["read_payload"] else ""
+    payload = '`{"n": 1}`' if doc["payload"] == "small" else "LARGE_PAYLOAD (bench/python_bench.py)"
     lines = [
         "# Python benchmarks (issue 6, scenario 5)",
         "",
         f"Machine: {m['nproc']} CPUs, {m['cpu']}; Python {m['python']}; load average at start "
         f"{m['loadavg_start'][0]:.2f}. herald {v['herald']}, pyee {v['pyee']}, blinker {v['blinker']}.",
         f"{doc['events']:,} events per repetition, {doc['repetitions']} repetitions; handler "
-        "`counter[0] += 1`, payload `{\"n\": 1}`. Command: "
-        f"`{doc['command']}`.",
+        f"`counter[0] += 1`{read}, payload {payload} ({doc['payload_json_bytes']} bytes of JSON). "
+        f"Command: `{doc['command']}`.",
         "",
         "| scenario | implementation | events/s (median) | ns/event (median) | ns/event min..max | spread |",
         "|---|---|---:|---:|---:|---:|",

@@ -5,7 +5,7 @@
 
 RAW_DIR holds bench_inline.json, bench_pipeline.json, bench_fanout.json (Google Benchmark JSON,
 repetitions with aggregates), bench_memory.jsonl (one JSON object per run) and optionally
-zmq_scenario4.json (bench/zmq_scenario4.cpp: every repetition of scenario 4) and optionally
+zmq_scenario4.json (bench/zmq_scenario4/: every repetition of scenario 4) and optionally
 s7.json (bench/s7_bench.py: scenario S7, `herald run` end to end against a naive script). Writes
 OUT_DIR/latest.json, OUT_DIR/latest.md and, when matplotlib imports,
 OUT_DIR/events_vs_subscribers.png and OUT_DIR/latency_percentiles.png. Every figure is a median
