@@ -227,7 +227,7 @@ int run_demo(const DemoOptions& options) {
   posix_spawn_file_actions_destroy(&actions);
   if (spawn_error != 0) {
     std::fprintf(stderr, "herald demo: cannot start `herald tail`: %s\n", std::strerror(spawn_error));
-    worker.stop();
+    (void)worker.stop();
     return 1;
   }
   const bool tail_connected = publisher->wait_for_subscribers(1, std::chrono::seconds(10));
@@ -236,7 +236,7 @@ int run_demo(const DemoOptions& options) {
 
   for (const auto& c : completions) worker.complete_step(c);
   // Let both roads finish before stopping: the worker's queues, then the second process.
-  worker.drain(std::chrono::seconds(20));
+  (void)worker.drain(std::chrono::seconds(20));
   const auto catch_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (count_lines(tail_out) < expected_zmq && std::chrono::steady_clock::now() < catch_up &&
          ::waitpid(tail_pid, nullptr, WNOHANG) == 0) {

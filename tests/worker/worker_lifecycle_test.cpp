@@ -193,7 +193,7 @@ TEST_F(WorkerLifecycle, StartingTwiceIsAnIllegalTransitionAndTheWorkerKeepsRunni
   EXPECT_TRUE(worker.complete_step(completion(1)));
   ASSERT_TRUE(worker.drain(10s));
   EXPECT_EQ(recorder->names(), std::vector<std::string>{"payment.processed"});
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST_F(WorkerLifecycle, WhatNeedsARunningWorkerSaysSoBeforeStart) {
@@ -253,7 +253,7 @@ TEST_F(WorkerLifecycle, AddSubscriberChecksItsArgumentTheNameAndTheState) {
   worker.complete_step(completion(1));
   ASSERT_TRUE(worker.drain(10s));
   EXPECT_EQ(late->names(), std::vector<std::string>{"payment.processed"});
-  worker.stop();
+  (void)worker.stop();
   EXPECT_TRUE(late->stopped());
   try {
     worker.add_subscriber(std::make_shared<Recorder>("too-late"));
@@ -286,7 +286,7 @@ TEST_F(WorkerLifecycle, ThrowingListenersAndHooksAreContainedAndCounted) {
   EXPECT_EQ(successes.load(), 3);
   EXPECT_EQ(recorder->names().size(), 3u);  // delivery is not affected
   EXPECT_EQ(worker.status()["completions"]["succeeded"], 3);
-  worker.stop();
+  (void)worker.stop();
   // The second listener saw every transition although the first always throws.
   EXPECT_EQ(seen, (std::vector<std::string>{"STARTING", "RUNNING", "STOPPING", "STOPPED"}));
   EXPECT_TRUE(log.saw("state listener threw: listener broke")) << log.text();
@@ -394,7 +394,7 @@ TEST_F(WorkerLifecycle, BlockingIntakeWaitsItsTimeoutThenRefusesAndCountsRejecte
   EXPECT_EQ(counts["received"], 3);
   EXPECT_EQ(counts["processed"], 3);
   EXPECT_TRUE(worker.health()["healthy"].get<bool>());
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST_F(WorkerLifecycle, AProducerBlockedOnAFullIntakeIsRefusedWhenTheWorkerStops) {
@@ -412,7 +412,7 @@ TEST_F(WorkerLifecycle, AProducerBlockedOnAFullIntakeIsRefusedWhenTheWorkerStops
   std::thread producer([&] { blocked_result = worker.complete_step(completion(2)) ? 1 : 0; });
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(blocked_result.load(), -1);  // still waiting for room
-  std::thread stopper([&] { worker.stop(10s); });
+  std::thread stopper([&] { (void)worker.stop(10s); });
   producer.join();  // woken by the stop, not by its 30 s timeout
   EXPECT_EQ(blocked_result.load(), 0);
   gate.release = true;
@@ -500,7 +500,7 @@ TEST_F(WorkerLifecycle, ReloadAddsRemovesAndReplacesConfiguredSubscribers) {
   const auto second_metrics = read_file(dir.path / "metrics.prom");
   EXPECT_TRUE(contains(second_metrics, "herald_events_total{event_name=\"order.placed\"} 1")) << second_metrics;
   EXPECT_FALSE(contains(second_metrics, "payment.processed")) << second_metrics;
-  worker.stop();
+  (void)worker.stop();
 
   // The unchanged audit subscriber saw all four events, without a gap across the reloads.
   std::istringstream all(read_file(dir.path / "all.jsonl"));
@@ -534,7 +534,7 @@ TEST_F(WorkerLifecycle, ReloadRefusesUnknownPublishersAndKeepsTheOldDeclarations
   worker.complete_step(completion(1));
   ASSERT_TRUE(worker.drain(10s));
   EXPECT_EQ(recorder->names(), std::vector<std::string>{"payment.processed"});
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST_F(WorkerLifecycle, ReloadWarnsThatTransportChangesWaitForARestart) {
@@ -546,7 +546,7 @@ TEST_F(WorkerLifecycle, ReloadWarnsThatTransportChangesWaitForARestart) {
   worker.reload(next);
   EXPECT_TRUE(log.saw("transport changes take effect at the next restart")) << log.text();
   EXPECT_TRUE(worker.health()["transports"].is_null()) << worker.health().dump();  // still none
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST_F(WorkerLifecycle, ReloadFromFileReadsTheFileTheWorkerCameFrom) {
@@ -558,7 +558,7 @@ TEST_F(WorkerLifecycle, ReloadFromFileReadsTheFileTheWorkerCameFrom) {
   } catch (const herald::ConfigError& e) {
     EXPECT_TRUE(contains(e.what(), "was not configured from a file")) << e.what();
   }
-  from_code.stop();
+  (void)from_code.stop();
 
   TempDir dir;
   const auto file = dir.path / "herald.json";
@@ -585,7 +585,7 @@ TEST_F(WorkerLifecycle, ReloadFromFileReadsTheFileTheWorkerCameFrom) {
   ASSERT_TRUE(worker.drain(10s));
   EXPECT_EQ(recorder->names(),
             (std::vector<std::string>{"payment.processed", "payment.settled", "payment.settled"}));
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST_F(WorkerLifecycle, RunAnswersSigusr1SighupAndSigint) {
@@ -631,7 +631,7 @@ TEST_F(WorkerLifecycle, RunAnswersSigusr1SighupAndSigint) {
   ASSERT_EQ(::kill(::getpid(), SIGHUP), 0);
   ASSERT_TRUE(wait_for([&] {
     worker.complete_step(completion(0, "ship_order"));
-    worker.drain(1s);
+    (void)worker.drain(1s);
     const auto names = recorder->names();
     return std::find(names.begin(), names.end(), "order.shipped") != names.end();
   })) << log.text();

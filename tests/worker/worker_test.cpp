@@ -87,7 +87,7 @@ TEST_F(WorkerTest, GoesThroughEveryStateOfAGracefulLife) {
   EXPECT_EQ(worker.state(), WorkerState::initializing);
   worker.start();
   EXPECT_EQ(worker.state(), WorkerState::running);
-  worker.stop();
+  (void)worker.stop();
   EXPECT_EQ(worker.state(), WorkerState::stopped);
   EXPECT_EQ(transitions, (std::vector<std::string>{"INITIALIZING->STARTING", "STARTING->RUNNING",
                                                    "RUNNING->STOPPING", "STOPPING->STOPPED"}));
@@ -105,7 +105,7 @@ TEST_F(WorkerTest, CompletionsBecomeEventsForSubscribersByCondition) {
   EXPECT_EQ(names_of(recorder->events()),
             (std::vector<std::string>{"payment.processed", "payment.retrying", "payment.failed"}));
   EXPECT_EQ(recorder->events()[0]->metadata().correlation_id, "corr-1");
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST_F(WorkerTest, HooksRunInOrderAndShutdownHooksInReverse) {
@@ -125,7 +125,7 @@ TEST_F(WorkerTest, HooksRunInOrderAndShutdownHooksInReverse) {
   worker.start();
   worker.complete_step(completion(true, 1));
   ASSERT_TRUE(worker.drain(10s));
-  worker.stop();
+  (void)worker.stop();
   EXPECT_EQ(calls, (std::vector<std::string>{"startup1", "startup2", "success corr-1", "shutdown2", "shutdown1"}));
 }
 
@@ -178,7 +178,7 @@ TEST_F(WorkerTest, RegisteringAHookAfterStartIsAnError) {
   EXPECT_THROW(worker.on_startup([] {}), herald::StateError);
   EXPECT_THROW(worker.on_success([](const StepCompletion&) {}), herald::StateError);
   EXPECT_THROW(worker.on_worker_startup([] {}), herald::StateError);
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST_F(WorkerTest, PerWorkerHooksRunOnEachDispatcherThread) {
@@ -189,7 +189,7 @@ TEST_F(WorkerTest, PerWorkerHooksRunOnEachDispatcherThread) {
   worker.on_worker_shutdown([&] { std::lock_guard l(m); stopped.insert(std::this_thread::get_id()); });
   worker.start();
   ASSERT_TRUE(wait_for([&] { std::lock_guard l(m); return started.size() == 3; }));
-  worker.stop();
+  (void)worker.stop();
   EXPECT_EQ(started, stopped);
   EXPECT_EQ(started.count(std::this_thread::get_id()), 0u);
 }
@@ -216,7 +216,7 @@ TEST_F(WorkerTest, OnErrorSeesPublishFailuresAndAThrowingOnErrorIsNotFatal) {
   const auto status = worker.status();
   EXPECT_EQ(status["completions"]["failed"], 1);
   EXPECT_EQ(status["hook_errors"], 1);
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST_F(WorkerTest, AnUnknownStepIsReportedToOnErrorNamingTheStep) {
@@ -231,7 +231,7 @@ TEST_F(WorkerTest, AnUnknownStepIsReportedToOnErrorNamingTheStep) {
   EXPECT_NE(message.find("unknown step 'ship_order'"), std::string::npos) << message;
   EXPECT_NE(message.find("process_payment"), std::string::npos) << message;
   EXPECT_EQ(worker.status()["completions"]["unknown_step"], 1);
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST_F(WorkerTest, StopDrainsEveryAcceptedCompletionAndItsEvents) {
@@ -263,7 +263,7 @@ TEST_F(WorkerTest, CompleteStepIsSafeFromManyThreads) {
     });
   }
   for (auto& th : threads) th.join();
-  worker.stop(30s);
+  (void)worker.stop(30s);
   EXPECT_EQ(recorder->events().size(), 4000u);
   EXPECT_EQ(worker.status()["completions"]["processed"], 4000);
 }
@@ -285,7 +285,7 @@ TEST_F(WorkerTest, StatusReportsStateCountsQueuesAndSubscribers) {
   EXPECT_TRUE(s["queues"].contains("intake_depth"));
   EXPECT_TRUE(s["subscribers"].dump().find("recorder") != std::string::npos) << s.dump();
   EXPECT_TRUE(worker.health()["healthy"].get<bool>());
-  worker.stop();
+  (void)worker.stop();
   EXPECT_FALSE(worker.health()["healthy"].get<bool>());
 }
 
@@ -328,7 +328,7 @@ TEST_F(WorkerTest, ReloadAppliesNewDeclarationsToLaterCompletions) {
   worker.complete_step(completion(true, 2));
   ASSERT_TRUE(worker.drain(10s));
   EXPECT_EQ(names_of(recorder->events()), (std::vector<std::string>{"payment.processed", "payment.settled"}));
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST(WorkerStates, ParseAndPrintEveryState) {
@@ -362,7 +362,7 @@ TEST(WorkerIntake, DropOldestDisplacesQueuedCompletionsAndCountsThem) {
   EXPECT_EQ(c["dropped"], 3);
   EXPECT_EQ(c["processed"], 3);
   EXPECT_EQ(c["rejected"], 0);
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST(WorkerIntake, DropNewestRefusesWhenFull) {
@@ -386,5 +386,5 @@ TEST(WorkerIntake, DropNewestRefusesWhenFull) {
   ASSERT_TRUE(worker.drain(10s));
   EXPECT_EQ(worker.status()["completions"]["rejected"], 1);
   EXPECT_EQ(worker.status()["completions"]["processed"], 2);
-  worker.stop();
+  (void)worker.stop();
 }

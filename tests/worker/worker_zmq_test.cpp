@@ -86,7 +86,7 @@ TEST_F(WorkerZmq, TheConfiguredPublisherSendsEventsInTheConfiguredEncoding) {
   const auto transport = worker.status()["transports"]["zeromq"];
   EXPECT_EQ(transport["encoding"], "msgpack");
   EXPECT_EQ(worker.health()["transports"]["zeromq"]["healthy"], true);
-  worker.stop();
+  (void)worker.stop();
   EXPECT_EQ(worker.health()["transports"]["zeromq"]["healthy"], false);  // stopped with the worker
 }
 
@@ -118,7 +118,7 @@ TEST_F(WorkerZmq, CurveServerAcceptsOnlyTheAllowedClients) {
   ASSERT_TRUE(got_good.wait_for(2));
   EXPECT_FALSE(got_bad.wait_for(1, 300ms));
   EXPECT_EQ(worker.status()["transports"]["zeromq"]["subscribers_seen"], 1);
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST_F(WorkerZmq, CurveClientConnectsToABindingSubscriberWithTheServersKey) {
@@ -145,7 +145,7 @@ TEST_F(WorkerZmq, CurveClientConnectsToABindingSubscriberWithTheServersKey) {
   worker.complete_step(completion(7));
   ASSERT_TRUE(got.wait_for(1));
   EXPECT_EQ(got.messages()[0].event->payload()["amount"], 7);
-  worker.stop();
+  (void)worker.stop();
 }
 
 TEST_F(WorkerZmq, UnusableKeyFilesFailStartNamingTheFile) {

@@ -357,7 +357,7 @@ Worker::~Worker() {
   const auto s = impl_->state.load();
   if (s == WorkerState::running || s == WorkerState::error || s == WorkerState::starting) {
     try {
-      stop();
+      (void)stop();
     } catch (const std::exception& e) {
       logger()->error("worker '{}': stop in destructor failed: {}", impl_->config.name, e.what());
     }

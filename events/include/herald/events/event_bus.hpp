@@ -190,8 +190,8 @@ struct PublishReport {
   bool rejected = false;      ///< the bus is stopped
 };
 
-/// What stop() left behind.
-struct StopReport {
+/// What stop() left behind. [[nodiscard]]: drained = false means events were lost.
+struct [[nodiscard]] StopReport {
   bool drained = true;          ///< every queued event was handled before the deadline
   std::uint64_t undelivered = 0;  ///< events dropped because the deadline passed
   std::chrono::milliseconds duration{0};

@@ -43,8 +43,8 @@ class StartupError : public Error {
   std::string hook_;
 };
 
-/// What stop() did.
-struct WorkerStopReport {
+/// What stop() did. [[nodiscard]]: graceful = false means completions or events were lost.
+struct [[nodiscard]] WorkerStopReport {
   bool graceful = true;             ///< every queue drained before the deadline
   std::uint64_t intake_undelivered = 0;  ///< completions accepted but never processed
   std::uint64_t events_undelivered = 0;  ///< events dropped at the subscriber queues at stop
@@ -117,7 +117,7 @@ class Worker {
   void reload(WorkerConfig new_config);
   void reload_from_file();
   /// Waits until every accepted completion has been published and every event handled.
-  bool drain(std::chrono::milliseconds timeout);
+  [[nodiscard]] bool drain(std::chrono::milliseconds timeout);
 
   WorkerState state() const noexcept;
   const std::string& name() const noexcept;
