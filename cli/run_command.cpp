@@ -31,6 +31,7 @@ struct RunOptions {
   std::string config;
   std::string steps;
   std::string listen;
+  std::string http;  // --http HOST:PORT (overrides the configuration's http.listen)
   bool strict = false;
   std::string status_json;
   bool quiet = false;
@@ -173,6 +174,15 @@ int run_worker(const RunOptions& options) {
     std::fprintf(stderr, "herald run: %s\n", e.what());
     return 2;
   }
+  if (!options.http.empty()) {
+    try {
+      (void)parse_host_port(options.http, "--http");
+    } catch (const ValidationError& e) {
+      std::fprintf(stderr, "herald run: %s\n", e.what());
+      return 2;
+    }
+    config.http = HttpConfig{options.http};
+  }
   // The window applies to a `block` intake only: with a drop policy, a full intake dropping
   // completions is what the configuration asks for.
   std::optional<IntakeWindow> window;
@@ -206,6 +216,13 @@ int run_worker(const RunOptions& options) {
     }
     state_cv.notify_all();
     if (window && to != WorkerState::running) window->wake();
+    if (to == WorkerState::running) {
+      // Scripts and tests read the bound address (the port chosen for --http HOST:0) from here.
+      if (const auto address = worker.http_address()) {
+        std::fprintf(stderr, "herald run: serving /metrics, /health and /status on http://%s\n", address->c_str());
+        std::fflush(stderr);
+      }
+    }
   });
   auto wait_running = [&] {
     std::unique_lock lock(state_mutex);
@@ -409,12 +426,15 @@ void add_run_command(CLI::App& app) {
       "run",
       "Run a worker: step completions in (JSON Lines), domain events out.\n"
       "Exit status: 0 after a graceful stop; 2 for bad arguments or configuration; 1 if the\n"
-      "worker could not start (e.g. its publish endpoint is in use), --listen could not bind,\n"
+      "worker could not start (e.g. its publish endpoint or --http address is in use), --listen could not bind,\n"
       "--strict met a bad line, a shutdown hook failed, or a configured subscriber could not\n"
       "start (the worker runs on without it and names it).");
   cmd->add_option("--config,-c", options->config, "Worker configuration file (JSON)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--steps", options->steps, "Step completions as JSON Lines: a file, or - for stdin (default: stdin unless --listen)");
   cmd->add_option("--listen", options->listen, "Also take completions from a ZeroMQ PULL endpoint (one JSON object per message)");
+  cmd->add_option("--http", options->http,
+                  "Serve GET /metrics (Prometheus text), /health (200 or 503) and /status (JSON) on HOST:PORT\n"
+                  "(port 0: a free port, printed on stderr); overrides the configuration's http.listen");
   cmd->add_flag("--strict", options->strict, "Exit 1 at the first bad input line instead of skipping it");
   cmd->add_option("--status-json", options->status_json, "Write the final status report to this file");
   cmd->add_flag("--quiet,-q", options->quiet, "No progress line and no summary");

@@ -269,7 +269,16 @@ void PublishingPipeline::publish_one(const StepCompletion& completion,
 void PublishingPipeline::skip(const EventDeclaration& declaration, std::string_view reason,
                               PublishResult& result) {
   skipped_.fetch_add(1, std::memory_order_relaxed);
-  by_reason_[reason_index(reason)].fetch_add(1, std::memory_order_relaxed);
+  const std::size_t reason_at = reason_index(reason);
+  by_reason_[reason_at].fetch_add(1, std::memory_order_relaxed);
+  {
+    // Per event name for /metrics (herald_events_skipped_total): the same short lock and map
+    // lookup a published event costs in count_published().
+    std::lock_guard lock(counts_mutex_);
+    auto it = skipped_by_event_.find(declaration.name);
+    if (it == skipped_by_event_.end()) it = skipped_by_event_.emplace(declaration.name, std::array<std::uint64_t, 3>{}).first;
+    ++it->second[reason_at];
+  }
   result.skipped.push_back(SkippedEvent{declaration.name, std::string(reason)});
 }
 
@@ -296,6 +305,7 @@ void PublishingPipeline::fail(const StepEventContext& ctx, Publisher& publisher,
     {
       std::lock_guard lock(counts_mutex_);
       ++by_stage_[failure.stage];
+      ++failed_by_event_[failure.event_name][failure.stage];
     }
 
     std::uint64_t suppressed = 0;
@@ -355,6 +365,18 @@ json PublishingPipeline::stats() const {
   j["published_by_event"] = json(by_event_);
   j["published_by_publisher"] = json(by_publisher_);
   j["failed_by_stage"] = json(by_stage_);
+  json skipped_by_event = json::object();
+  for (const auto& [name, counts] : skipped_by_event_) {
+    json reasons_of = json::object();
+    for (std::size_t i = 0; i < kSkipReasons.size(); ++i) {
+      if (counts[i] > 0) reasons_of[std::string(kSkipReasons[i])] = counts[i];
+    }
+    skipped_by_event[name] = std::move(reasons_of);
+  }
+  j["skipped_by_event"] = std::move(skipped_by_event);
+  json failed_by_event = json::object();
+  for (const auto& [name, stages] : failed_by_event_) failed_by_event[name] = json(stages);
+  j["failed_by_event"] = std::move(failed_by_event);
   return j;
 }
 

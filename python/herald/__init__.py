@@ -24,6 +24,7 @@ from ._herald import (
     EventNameError,
     HandlerFailure,
     HeraldError,
+    HttpError,
     NativePublisher,
     ParseError,
     Pattern,
@@ -72,7 +73,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BasePublisher", "BaseSubscriber", "ConfigError", "DomainEvent", "DurableConsumer", "DurableError",
-    "DurableRecord", "EventBus", "EventNameError", "HandlerFailure", "HeraldError", "InProcessDomainEvent",
+    "DurableRecord", "EventBus", "EventNameError", "HandlerFailure", "HeraldError", "HttpError",
+    "InProcessDomainEvent",
     "NativePublisher", "ParseError", "Pattern", "PatternError", "PayloadSchemaError", "PublisherRegistry",
     "RegistryError", "StartupError", "StateError", "StepCompletion", "StepEventContext", "SubscriberRegistry",
     "SubscriberResult", "Subscription", "TransportError", "UnknownValueError", "ValidationError", "Worker",

@@ -107,6 +107,7 @@ class Worker:
         self._stop_requested = False
         live_workers.add(self)
         self._register_method_hooks()
+        self._register_health_check()
 
     # -- subclass-style hooks ----------------------------------------------------------------------
     # A subclass may override on_startup / on_shutdown / on_success / on_error as methods (sync
@@ -149,6 +150,25 @@ class Worker:
             label = f"{cls.__name__}.{name}"
             register = getattr(Worker, name)
             register(self, self._wrap(_method_caller(self, name), name, label), name=label)
+
+    def _register_health_check(self) -> None:
+        # The native health() (and so GET /health) asks the override; a weak reference, as the
+        # native worker holds the check and a cycle through C++ is invisible to the collector.
+        if type(self).health_check is Worker.health_check:
+            return
+        ref, runner, worker_name = weakref.ref(self), self._runner, self._native.name
+
+        def check() -> bool:
+            worker = ref()
+            if worker is None:
+                return False
+            try:
+                return bool(runner.call(worker.health_check))
+            except BaseException as exc:  # noqa: BLE001 - reported as unhealthy, not raised
+                log_exception(f"worker '{worker_name}': health_check failed", exc)
+                return False
+
+        self._native.set_health_check(check)
 
     @property
     def logger(self) -> logging.Logger:
@@ -397,18 +417,15 @@ class Worker:
 
     def health(self) -> JSONDict:
         """The native health report; a health_check override (sync or async) is consulted too:
-        its answer is under "health_check" and a False (or an exception) makes it unhealthy."""
-        report = self._native.health()
-        if type(self).health_check is Worker.health_check:
-            return report
-        try:
-            ok = bool(self._runner.call(self.health_check))
-        except BaseException as exc:  # noqa: BLE001 - reported, not raised
-            log_exception(f"worker '{self.name}': health_check failed", exc)
-            ok = False
-        report["health_check"] = ok
-        report["healthy"] = bool(report.get("healthy", True)) and ok
-        return report
+        its answer is under "health_check" and a False (or an exception) makes it unhealthy.
+        GET /health (``http.listen``) answers the same report."""
+        return self._native.health()
+
+    @property
+    def http_address(self) -> Optional[str]:
+        """Where GET /metrics, /health and /status are served ("127.0.0.1:40123", the port
+        chosen when ``http.listen`` asked for 0) while the worker runs; None otherwise."""
+        return self._native.http_address
 
     @property
     def config(self) -> _Config:

@@ -128,7 +128,7 @@ namespace {
 
 struct ErrorTypes {
   py::object herald, event_name, pattern, validation, payload_schema, parse, config, registry,
-      state, transport, unknown_value, startup, handler_failure;
+      state, transport, unknown_value, startup, handler_failure, http;
 };
 ErrorTypes& error_types() {
   static auto* t = new ErrorTypes();  // leaked: module lifetime
@@ -161,6 +161,10 @@ py::object python_exception(std::exception_ptr error) {
   } catch (const StartupError& e) {
     auto x = instance(t.startup, e);
     x.attr("hook") = e.hook();
+    return x;
+  } catch (const HttpError& e) {
+    auto x = instance(t.http, e);
+    x.attr("address") = e.address();
     return x;
   } catch (const PayloadSchemaError& e) {
     auto x = instance(t.payload_schema, e);
@@ -232,6 +236,8 @@ void bind_errors(py::module_& m) {
   t.unknown_value = new_error(m, "UnknownValueError", {t.herald, value_error},
                               "A value outside a closed set of names.");
   t.startup = new_error(m, "StartupError", {t.herald}, "An on_startup hook failed.");
+  t.http = new_error(m, "HttpError", {t.herald},
+                     "The worker's HTTP endpoint (http.listen) cannot serve on its address.");
   t.handler_failure = new_error(m, "HandlerFailure", {t.herald},
                                 "A handler failure that was already reported.");
 

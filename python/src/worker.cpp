@@ -228,6 +228,24 @@ void bind_worker(py::module_& m) {
           },
           py::arg("timeout") = 5.0, py::call_guard<py::gil_scoped_release>())
       .def("request_stop", [](PyWorker& self) { self.worker->request_stop(); })
+      .def("set_health_check",
+           [](PyWorker& self, const py::object& fn) {
+             // Called by Worker::health() on whichever thread asks (an HTTP thread for /health).
+             self.worker->set_health_check([f = hold(fn)] {
+               if (!python_alive()) return false;
+               PyCall call;
+               try {
+                 return static_cast<bool>(py::bool_((*f)()));
+               } catch (py::error_already_set& e) {
+                 throw capture(e);
+               }
+             });
+           })
+      .def_property_readonly("http_address",
+                             [](const PyWorker& self) -> py::object {
+                               const auto address = self.worker->http_address();
+                               return address ? py::object(py::str(*address)) : py::object(py::none());
+                             })
       .def_property_readonly("state", [](const PyWorker& self) { return std::string(to_string(self.worker->state())); })
       .def_property_readonly("name", [](const PyWorker& self) { return self.worker->name(); })
       .def("status",

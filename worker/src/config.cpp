@@ -160,7 +160,41 @@ SubscriberConfig parse_subscriber(const json& s, const std::string& path,
   return c;
 }
 
+HttpConfig parse_http(const json& h) {
+  const std::string path = "http";
+  jf::require_object(h, path);
+  jf::reject_unknown_keys(h, {"listen"}, path);
+  HttpConfig c;
+  c.listen = jf::required_string(h, "listen", path);
+  (void)parse_host_port(c.listen, "http.listen");
+  return c;
+}
+
 }  // namespace
+
+HostPort parse_host_port(std::string_view address, std::string_view field) {
+  const auto bad = [&](std::string_view why) {
+    return ValidationError(std::string(field), "malformed listen address '" + std::string(address) + "': " +
+                                                   std::string(why) + " (expected HOST:PORT, e.g. 127.0.0.1:9464)");
+  };
+  const auto colon = address.rfind(':');
+  if (colon == std::string_view::npos) throw bad("no port");
+  std::string_view host = address.substr(0, colon);
+  const std::string_view port = address.substr(colon + 1);
+  if (!host.empty() && host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') throw bad("unbalanced brackets around the IPv6 host");
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    throw bad("an IPv6 host goes in brackets, as [::1]:9464");
+  }
+  if (host.empty()) throw bad("no host (0.0.0.0 listens on every interface)");
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos) {
+    throw bad("the port must be a number from 0 to 65535");
+  }
+  const unsigned long value = std::stoul(std::string(port));
+  if (value > 65535) throw bad("the port must be a number from 0 to 65535");
+  return HostPort{std::string(host), static_cast<std::uint16_t>(value)};
+}
 
 json SubscriberConfig::to_json() const {
   json j = {{"type", type},
@@ -213,8 +247,9 @@ WorkerConfig WorkerConfig::from_json(const json& j, const std::filesystem::path&
   WorkerConfig c;
   try {
     jf::require_object(j, "configuration");
-    jf::reject_unknown_keys(j, {"worker", "transports", "steps", "subscribers"}, "");
+    jf::reject_unknown_keys(j, {"worker", "transports", "http", "steps", "subscribers"}, "");
     if (const json* w = jf::find(j, "worker")) parse_worker_section(*w, c);
+    if (const json* h = jf::find(j, "http")) c.http = parse_http(*h);
     if (const json* t = jf::find(j, "transports")) {
       jf::require_object(*t, "transports");
       jf::reject_unknown_keys(*t, {"zeromq", "postgres"}, "transports");

@@ -7,6 +7,8 @@
 #include <herald/subscribers/audit.hpp>
 #include <herald/subscribers/metrics.hpp>
 
+#include "http_endpoint.hpp"
+#include "prometheus_status.hpp"
 #include "signals.hpp"
 #include "transport_factory.hpp"
 
@@ -127,6 +129,19 @@ struct Worker::Impl {
   std::vector<ErrorHook> error_hooks;
   std::vector<Hook> thread_start_hooks, thread_stop_hooks;
   std::vector<StateListener> listeners;
+  std::function<bool()> health_check;  // set_health_check()
+
+  // The HTTP endpoint (config.http): created first in start(), stopped first in stop().
+  mutable std::mutex http_mutex;  // guards `http` for http_address() from other threads
+  std::unique_ptr<detail::HttpEndpoint> http;
+  void stop_http() {
+    std::unique_ptr<detail::HttpEndpoint> endpoint;
+    {
+      std::lock_guard lock(http_mutex);
+      endpoint = std::move(http);
+    }
+    if (endpoint) endpoint->stop();  // joins its threads; a request in progress finishes first
+  }
 
   std::vector<std::shared_ptr<Subscriber>> pending_subscribers;
   std::shared_ptr<Transport> transport;
@@ -402,6 +417,12 @@ void Worker::on_state_change(StateListener listener) {
   impl_->listeners.push_back(std::move(listener));
 }
 
+void Worker::set_health_check(std::function<bool()> check) {
+  std::lock_guard lock(impl_->state_mutex);
+  impl_->require_not_started("a health check");
+  impl_->health_check = std::move(check);
+}
+
 void Worker::add_subscriber(std::shared_ptr<Subscriber> subscriber) {
   if (!subscriber) throw Error("add_subscriber: null subscriber");
   std::unique_lock lock(impl_->state_mutex);
@@ -437,6 +458,35 @@ void Worker::start() {
   try {
     // Publishers named by declarations must exist before anything runs.
     w.publishers.validate_required(w.config.declared_publishers());
+    // The HTTP endpoint binds first: an address in use fails start() before anything else runs.
+    if (w.config.http) {
+      // Until start() has built the bus, registries and transports (state RUNNING, or ERROR
+      // after a failed start), the routes report the state alone: status() and health() read
+      // members that start() is still assigning on this thread. The state is published after
+      // those assignments (an atomic store in transition()), so a route that sees it sees them.
+      const auto built = [&w] {
+        const auto s = w.state.load();
+        return s != WorkerState::initializing && s != WorkerState::starting;
+      };
+      const auto starting_report = [&w] {
+        return nlohmann::json{{"worker", w.config.name}, {"state", std::string(to_string(w.state.load()))}};
+      };
+      auto endpoint = std::make_unique<detail::HttpEndpoint>(
+          w.config.http->listen,
+          detail::HttpRoutes{
+              .metrics = [this, built, starting_report] {
+                return built() ? prometheus_text() : detail::render_prometheus(starting_report());
+              },
+              .health = [this, built, starting_report] {
+                if (built()) return health();
+                auto j = starting_report();
+                j["healthy"] = false;
+                return j;
+              },
+              .status = [this, built, starting_report] { return built() ? status() : starting_report(); }});
+      std::lock_guard lock(w.http_mutex);
+      w.http = std::move(endpoint);
+    }
 
     BusOptions bus_options;
     bus_options.name = w.config.name;
@@ -483,6 +533,7 @@ void Worker::start() {
     logger()->error("worker '{}': start failed: {}{}", w.config.name,
                     failed_hook.empty() ? "" : "on_startup hook '" + failed_hook + "': ", cause);
     w.transition(WorkerState::error);
+    w.stop_http();
     w.transition(WorkerState::stopping);
     // Tear down what already started: shutdown hooks (reverse), subscribers, transport, bus.
     for (auto it = w.shutdown_hooks.rbegin(); it != w.shutdown_hooks.rend(); ++it) {
@@ -639,6 +690,9 @@ WorkerStopReport Worker::stop(std::optional<std::chrono::milliseconds> deadline)
   const auto until = start + timeout;
   WorkerStopReport report;
   w.transition(WorkerState::stopping);
+  // 0. The HTTP endpoint closes first, while everything its routes call (a Python health check
+  // and the loop it may run on included) is still up.
+  w.stop_http();
 
   // 1. Close intake; the intake thread publishes what is queued, then exits.
   {
@@ -754,6 +808,9 @@ void Worker::reload(WorkerConfig next) {
                          next.postgres->schema != w.config.postgres->schema ||
                          next.postgres->stream != w.config.postgres->stream))) {
     logger()->warn("worker '{}': transport changes take effect at the next restart", w.config.name);
+  }
+  if (next.http != w.config.http) {
+    logger()->warn("worker '{}': http.listen changes take effect at the next restart", w.config.name);
   }
   std::map<std::string, SubscriberConfig> old_by_name, new_by_name;
   for (const auto& s : w.config.subscribers) old_by_name[s.name] = s;
@@ -872,8 +929,28 @@ nlohmann::json Worker::health() const {
     j["transports"][w.durable->name()] = {{"healthy", ok}};
     if (!ok) healthy = false;
   }
+  if (w.health_check) {
+    bool ok = false;
+    try {
+      ok = w.health_check();
+    } catch (const std::exception& e) {
+      j["health_check_error"] = e.what();
+    } catch (...) {
+      j["health_check_error"] = "unknown exception";
+    }
+    j["health_check"] = ok;
+    if (!ok) healthy = false;
+  }
   j["healthy"] = healthy;
   return j;
+}
+
+std::string Worker::prometheus_text() const { return detail::render_prometheus(status()); }
+
+std::optional<std::string> Worker::http_address() const {
+  std::lock_guard lock(impl_->http_mutex);
+  if (!impl_->http) return std::nullopt;
+  return impl_->http->address();
 }
 
 EventBus& Worker::bus() {

@@ -119,7 +119,8 @@ class PublishingPipeline {
   std::uint64_t failed_count() const noexcept;
   /// {"published", "skipped", "failed", "hook_errors", "published_by_event",
   ///  "published_by_delivery_mode", "published_by_publisher", "skipped_by_reason",
-  ///  "failed_by_stage"}. hook_errors counts exceptions thrown by on_publish_error itself. An
+  ///  "failed_by_stage", "skipped_by_event": {name: {reason: n}}, "failed_by_event": {name:
+  ///  {stage: n}}}. hook_errors counts exceptions thrown by on_publish_error itself. An
   ///  event whose after_publish threw counts as published and as failed ("after_publish").
   nlohmann::json stats() const;
 
@@ -147,6 +148,9 @@ class PublishingPipeline {
   std::map<std::string, std::uint64_t, std::less<>> by_event_;
   std::map<std::string, std::uint64_t, std::less<>> by_publisher_;
   std::map<std::string, std::uint64_t, std::less<>> by_stage_;
+  // event name -> skip reason (index into the reasons above) / failure stage -> count
+  std::map<std::string, std::array<std::uint64_t, 3>, std::less<>> skipped_by_event_;
+  std::map<std::string, std::map<std::string, std::uint64_t, std::less<>>, std::less<>> failed_by_event_;
   RateLimiter failure_log_limit_{20, std::chrono::seconds(1)};
 };
 

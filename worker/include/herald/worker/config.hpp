@@ -13,10 +13,12 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace herald {
@@ -32,6 +34,21 @@ struct ZmqTransportConfig {
   std::optional<std::filesystem::path> curve_server_key;  ///< client side (connect)
   std::vector<std::filesystem::path> curve_allow;         ///< allowed client public keys
 };
+
+/// `http`: serve /metrics, /health and /status while the worker runs (Worker, README "HTTP").
+struct HttpConfig {
+  std::string listen;  ///< "HOST:PORT" ("[IPv6]:PORT"); port 0 picks a free port
+  friend bool operator==(const HttpConfig&, const HttpConfig&) = default;
+};
+
+/// A listen address split into host and port.
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+};
+/// Splits "HOST:PORT" or "[IPv6]:PORT" (port 0-65535, host not empty). Throws
+/// ValidationError(field, problem naming the address) when it is malformed.
+HostPort parse_host_port(std::string_view address, std::string_view field);
 
 /// A built-in subscriber declared in the file ("audit" or "metrics").
 struct SubscriberConfig {
@@ -67,6 +84,8 @@ struct WorkerConfig {
   /// "interval_ms"? (default 60,000), "streams"? (default: every stream)}: the running worker
   /// prunes the log on that schedule (DurableRetention, its own thread and connection).
   std::optional<DurableRetentionOptions> retention;
+  /// `http.listen`: the worker serves /metrics, /health and /status there (worker.hpp).
+  std::optional<HttpConfig> http;
   /// step name -> the events it publishes (`publishes_events`)
   std::map<std::string, std::vector<EventDeclaration>> steps;
   std::vector<SubscriberConfig> subscribers;

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -43,6 +44,18 @@ class StartupError : public Error {
   std::string hook_;
 };
 
+/// The HTTP endpoint (`http.listen`) could not start: the address is malformed or cannot be
+/// bound (in use, not an address of this host). what() names the address.
+class HttpError : public Error {
+ public:
+  HttpError(std::string address, const std::string& problem)
+      : Error("http: cannot serve on '" + address + "': " + problem), address_(std::move(address)) {}
+  const std::string& address() const noexcept { return address_; }
+
+ private:
+  std::string address_;
+};
+
 /// What stop() did. [[nodiscard]]: graceful = false means completions or events were lost.
 struct [[nodiscard]] WorkerStopReport {
   bool graceful = true;             ///< every queue drained before the deadline
@@ -53,8 +66,12 @@ struct [[nodiscard]] WorkerStopReport {
   nlohmann::json to_json() const;
 };
 
-/// Thread safety: complete_step(), complete_steps(), intake_has_room(), state(), status(), health(), request_stop() may be called
-/// from any thread. Hooks must be registered before start() (StateError after). start(),
+/// HTTP: with `config.http` set, start() binds `http.listen` first (HttpError if it cannot, before
+/// anything else starts) and serves GET /metrics (prometheus_text()), /health (health(); 200 when
+/// healthy, 503 otherwise) and /status (status()) on threads of its own until stop() begins.
+///
+/// Thread safety: complete_step(), complete_steps(), intake_has_room(), state(), status(), health(),
+/// prometheus_text(), http_address(), request_stop() may be called from any thread. Hooks must be registered before start() (StateError after). start(),
 /// stop() and run() are meant for one controlling thread; stop() is idempotent. The destructor
 /// stops the worker (graceful, with the configured drain timeout). Not copyable or movable.
 class Worker {
@@ -80,6 +97,10 @@ class Worker {
   void on_worker_shutdown(Hook hook);
   /// Observes every state change (called on the thread that made the change).
   void on_state_change(StateListener listener);
+  /// A check of the embedder's own that health() consults (on the calling thread, e.g. an HTTP
+  /// thread for /health): false or an exception makes the worker unhealthy; the answer is under
+  /// "health_check". Before start() (StateError after); one per worker, a second replaces it.
+  void set_health_check(std::function<bool()> check);
 
   /// Adds a subscriber (before or after start; after start it starts at once).
   void add_subscriber(std::shared_ptr<Subscriber> subscriber);
@@ -123,6 +144,12 @@ class Worker {
   const std::string& name() const noexcept;
   nlohmann::json status() const;
   nlohmann::json health() const;
+  /// status() in the Prometheus text exposition format 0.0.4 (what GET /metrics answers; the
+  /// families are listed in docs/architecture.md "Observability over HTTP").
+  std::string prometheus_text() const;
+  /// The address the HTTP endpoint is bound to ("127.0.0.1:40123", the port chosen when the
+  /// configuration asked for 0), from start() until stop() begins; empty otherwise.
+  std::optional<std::string> http_address() const;
 
   EventBus& bus();
   SubscriberRegistry& subscribers();
