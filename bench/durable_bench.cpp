@@ -41,16 +41,6 @@ herald::EventPtr make_event(int i) {
       m);
 }
 
-void exec(PGconn* c, const std::string& sql) {
-  PGresult* r = PQexec(c, sql.c_str());
-  const auto st = PQresultStatus(r);
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-    std::fprintf(stderr, "%s: %s\n", sql.c_str(), PQresultErrorMessage(r));
-    std::exit(1);
-  }
-  PQclear(r);
-}
-
 double publish_rate(const std::string& dsn, const std::string& stream, int n, std::size_t batch,
                     herald::DurableWriteMethod method) {
   herald::DurablePublisherOptions o;
