@@ -1,5 +1,6 @@
 #include <herald/publishers/pipeline.hpp>
 
+#include <herald/events/detail/metadata_fields.hpp>
 #include <herald/events/error.hpp>
 #include <herald/events/json_fields.hpp>
 
@@ -47,13 +48,7 @@ std::string road_error(const EventPtr& event, DeliveryMode mode, std::string_vie
 
 // The typed field a base metadata key names, or null for an extra key.
 std::string* base_field(EventMetadata& m, std::string_view key) {
-  if (key == "task_uuid") return &m.task_uuid;
-  if (key == "step_uuid") return &m.step_uuid;
-  if (key == "step_name") return &m.step_name;
-  if (key == "namespace") return &m.namespace_name;
-  if (key == "correlation_id") return &m.correlation_id;
-  if (key == "fired_at") return &m.fired_at;
-  if (key == "fired_by") return &m.fired_by;
+  if (auto i = detail::metadata_field_index(key)) return &(m.*detail::kMetadataFields[*i].member);
   return nullptr;
 }
 
@@ -82,11 +77,9 @@ void apply_metadata_layer(EventMetadata& m, const json& layer) {
 EventMetadata build_metadata(const StepCompletion& c, const std::string& publisher,
                              const json& additional) {
   EventMetadata m;
-  m.task_uuid = c.task_uuid;
-  m.step_uuid = c.step_uuid;
-  m.step_name = c.step_name;
-  m.namespace_name = c.namespace_name;
-  m.correlation_id = c.correlation_id;
+  for (const auto& f : detail::kMetadataFields) {
+    if (f.from_completion != nullptr) m.*f.member = c.*f.from_completion;
+  }
   m.fired_by = publisher;
   if (!c.metadata.is_null()) {
     jf::require_object(c.metadata, "step metadata");
