@@ -8,6 +8,7 @@
 // Rows: the scenario-4 event (payload sizes 100 B, 1 KiB, 10 KiB, like zmq_scenario4). Every
 // decoded event is checked against herald's (same json_text) before timing. Prints ns per
 // message, median of R repetitions, for each decoder and payload size.
+#include <herald/events/detail/metadata_fields.hpp>
 #include <herald/events/domain_event.hpp>
 #include <herald/events/wire.hpp>
 
@@ -102,14 +103,11 @@ herald::WireMessage decode_simdjson(simdjson::ondemand::parser& parser, std::str
       for (auto m : value.get_object()) {
         const std::string_view mk = m.unescaped_key().value();
         auto mv = m.value().value();
-        if (mk == "task_uuid") metadata.task_uuid = str(mv);
-        else if (mk == "step_uuid") metadata.step_uuid = str(mv);
-        else if (mk == "step_name") metadata.step_name = str(mv);
-        else if (mk == "namespace") metadata.namespace_name = str(mv);
-        else if (mk == "correlation_id") metadata.correlation_id = str(mv);
-        else if (mk == "fired_at") metadata.fired_at = str(mv);
-        else if (mk == "fired_by") metadata.fired_by = str(mv);
-        else metadata.extra[std::string(mk)] = to_nlohmann(mv);
+        if (auto i = herald::detail::metadata_field_index(mk)) {
+          metadata.*herald::detail::kMetadataFields[*i].member = str(mv);
+        } else {
+          metadata.extra[std::string(mk)] = to_nlohmann(mv);
+        }
       }
     } else if (key == "execution_result") {
       result = herald::ExecutionResult::from_json(to_nlohmann(value));

@@ -1,5 +1,6 @@
 #include <herald/events/domain_event.hpp>
 
+#include <herald/events/detail/metadata_fields.hpp>
 #include <herald/events/error.hpp>
 #include <herald/events/ids.hpp>
 #include <herald/events/json_fields.hpp>
@@ -17,53 +18,35 @@ namespace herald {
 namespace jf = json_fields;
 using nlohmann::json;
 
-namespace {
-constexpr std::array<std::string_view, 7> kBaseMetadataKeys = {
-    "task_uuid", "step_uuid", "step_name", "namespace", "correlation_id", "fired_at", "fired_by"};
-
-bool is_base_metadata_key(std::string_view key) {
-  for (auto k : kBaseMetadataKeys) {
-    if (k == key) return true;
-  }
-  return false;
-}
-}  // namespace
+using detail::kMetadataFields;
 
 json EventMetadata::to_json() const {
   json j = json::object();
   // Extra first, then base fields on top: a stale copy of a base field in `extra` can never
   // contradict the typed field.
   if (extra.is_object()) j = extra;
-  j["task_uuid"] = task_uuid;
-  j["step_uuid"] = step_uuid;
-  j["step_name"] = step_name;
-  j["namespace"] = namespace_name;
-  j["correlation_id"] = correlation_id;
-  j["fired_at"] = fired_at;
-  j["fired_by"] = fired_by;
+  for (const auto& f : kMetadataFields) j[f.name.data()] = this->*f.member;
   return j;
 }
 
 bool operator==(const EventMetadata& a, const EventMetadata& b) {
   const auto no_extra = [](const json& e) { return e.is_null() || (e.is_object() && e.empty()); };
   const bool extras_equal = (no_extra(a.extra) && no_extra(b.extra)) || a.extra == b.extra;
-  return extras_equal && a.task_uuid == b.task_uuid && a.step_uuid == b.step_uuid &&
-         a.step_name == b.step_name && a.namespace_name == b.namespace_name &&
-         a.correlation_id == b.correlation_id && a.fired_at == b.fired_at && a.fired_by == b.fired_by;
+  if (!extras_equal) return false;
+  for (const auto& f : kMetadataFields) {
+    if (a.*f.member != b.*f.member) return false;
+  }
+  return true;
 }
 
 EventMetadata EventMetadata::from_json(const json& j, std::string_view path) {
   jf::require_object(j, path);
   EventMetadata m;
-  m.task_uuid = jf::optional_string(j, "task_uuid", path).value_or("");
-  m.step_uuid = jf::optional_string(j, "step_uuid", path).value_or("");
-  m.step_name = jf::optional_string(j, "step_name", path).value_or("");
-  m.namespace_name = jf::optional_string(j, "namespace", path).value_or("");
-  m.correlation_id = jf::optional_string(j, "correlation_id", path).value_or("");
-  m.fired_at = jf::optional_string(j, "fired_at", path).value_or("");
-  m.fired_by = jf::optional_string(j, "fired_by", path).value_or("");
+  for (const auto& f : kMetadataFields) {
+    m.*f.member = jf::optional_string(j, f.name, path).value_or("");
+  }
   for (auto it = j.begin(); it != j.end(); ++it) {
-    if (!is_base_metadata_key(it.key())) m.extra[it.key()] = it.value();
+    if (!detail::metadata_field_index(it.key())) m.extra[it.key()] = it.value();
   }
   return m;
 }
@@ -220,11 +203,8 @@ const std::string& DomainEvent::json_text() const {
     // One flat object, keys in json's sorted order: the base fields (already in order) merged
     // with `extra` (a std::map, in order too), a base field winning over an extra key of the
     // same name, exactly as to_json() builds it, but without building that tree per event.
-    static constexpr std::string_view kBaseKeys[] = {
-        "correlation_id", "fired_at", "fired_by", "namespace", "step_name", "step_uuid", "task_uuid"};
-    const std::string* base_values[] = {&m.correlation_id, &m.fired_at,  &m.fired_by,
-                                        &m.namespace_name, &m.step_name, &m.step_uuid,
-                                        &m.task_uuid};
+    // kMetadataFieldsByKey walks the base fields in that order.
+    constexpr auto& by_key = detail::kMetadataFieldsByKey;
     bool first = true;
     auto key = [&out, &first](std::string_view k) {
       out.push_back(first ? '{' : ',');
@@ -232,24 +212,22 @@ const std::string& DomainEvent::json_text() const {
       append_json_string(out, k);
       out.push_back(':');
     };
+    auto base = [&](std::size_t b) {
+      const auto& f = kMetadataFields[by_key[b]];
+      key(f.name);
+      append_json_string(out, m.*f.member);
+    };
     std::size_t b = 0;
     if (m.extra.is_object()) {
       for (auto it = m.extra.begin(); it != m.extra.end(); ++it) {
-        const std::string& extra_key = it.key();
-        while (b < std::size(kBaseKeys) && kBaseKeys[b] < std::string_view(extra_key)) {
-          key(kBaseKeys[b]);
-          append_json_string(out, *base_values[b]);
-          ++b;
-        }
-        if (b < std::size(kBaseKeys) && kBaseKeys[b] == std::string_view(extra_key)) continue;
+        const std::string_view extra_key = it.key();
+        while (b < by_key.size() && kMetadataFields[by_key[b]].name < extra_key) base(b++);
+        if (b < by_key.size() && kMetadataFields[by_key[b]].name == extra_key) continue;
         key(extra_key);
         append_json(out, it.value());
       }
     }
-    for (; b < std::size(kBaseKeys); ++b) {
-      key(kBaseKeys[b]);
-      append_json_string(out, *base_values[b]);
-    }
+    for (; b < by_key.size(); ++b) base(b);
     out.push_back('}');
     out.append(R"(,"payload":)");
     append_json(out, payload_);
@@ -271,6 +249,7 @@ const std::vector<std::uint8_t>& DomainEvent::msgpack() const {
 }
 
 void to_json(json& j, const EventMetadata& m) { j = m.to_json(); }
+void from_json(const json& j, EventMetadata& m) { m = EventMetadata::from_json(j); }
 void to_json(json& j, const ExecutionResult& r) { j = r.to_json(); }
 void to_json(json& j, const DomainEvent& e) { j = e.to_json(); }
 

@@ -44,9 +44,9 @@ class BoundedDomParser : public nlohmann::detail::json_sax_dom_parser<json> {
 };
 }  // namespace
 
-json parse_bounded(std::string_view text, TextFormat format, std::size_t max_depth) {
+json parse_bounded(std::string_view text, WireEncoding format, std::size_t max_depth) {
   json result;
-  if (format == TextFormat::json) {
+  if (format == WireEncoding::json) {
     // herald's own reader (json_codec.hpp: same values, strings copied in runs); json's
     // parser only for what it leaves out and to word the error.
     detail::json_codec::DomBuilder builder(result, max_depth);
@@ -58,8 +58,8 @@ json parse_bounded(std::string_view text, TextFormat format, std::size_t max_dep
   BoundedDomParser sax(result, max_depth);
   try {
     json::sax_parse(text, &sax,
-                    format == TextFormat::json ? json::input_format_t::json
-                                               : json::input_format_t::msgpack,
+                    format == WireEncoding::json ? json::input_format_t::json
+                                                 : json::input_format_t::msgpack,
                     /*strict=*/true);
   } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e999
     throw ParseError(e.what());
@@ -168,14 +168,6 @@ std::optional<std::int64_t> optional_int(const json& obj, std::string_view key,
                                                ", got " + std::to_string(value));
   }
   return value;
-}
-
-std::optional<double> optional_number(const json& obj, std::string_view key,
-                                      std::string_view path) {
-  const json* v = find(obj, key);
-  if (!v) return std::nullopt;
-  if (!v->is_number()) wrong_type(join(path, key), "number", *v);
-  return v->get<double>();
 }
 
 json optional_object(const json& obj, std::string_view key, std::string_view path) {

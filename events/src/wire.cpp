@@ -174,9 +174,7 @@ WireResult decode_wire_message(std::span<const std::string_view> frames,
     // Bounded depth: a 1 MiB frame of nested arrays would otherwise overflow the stack later.
     json j;
     try {
-      j = json_fields::parse_bounded(body, *encoding == WireEncoding::json
-                                               ? json_fields::TextFormat::json
-                                               : json_fields::TextFormat::msgpack);
+      j = json_fields::parse_bounded(body, *encoding);
     } catch (const ParseError& e) {
       return reject(WireReject::invalid_encoding, std::string("frame 2 is not valid ") +
                                                       std::string(to_string(*encoding)) + ": " +

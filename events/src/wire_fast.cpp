@@ -7,11 +7,13 @@
 
 #include "json_codec.hpp"
 
+#include <herald/events/detail/metadata_fields.hpp>
 #include <herald/events/pattern.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <climits>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -33,10 +35,10 @@ enum Field : std::uint8_t {
   // top level
   f_wire_version, f_publisher_id, f_seq, f_name_seq, f_event_id, f_event_name, f_payload,
   f_metadata, f_execution_result,
-  // metadata (base keys)
-  f_task_uuid, f_step_uuid, f_step_name, f_namespace, f_correlation_id, f_fired_at, f_fired_by,
+  // metadata base keys: f_metadata_base + their index in kMetadataFields
+  f_metadata_base,
   // execution_result
-  f_success, f_retryable, f_retry_count, f_max_retries, f_error,
+  f_success = f_metadata_base + kMetadataFieldCount, f_retryable, f_retry_count, f_max_retries, f_error,
   // error
   f_message, f_error_type,
   f_count,
@@ -44,7 +46,7 @@ enum Field : std::uint8_t {
   f_ignore = 64,  // a key the general path does not read: skipped
   f_extra,        // a metadata key that is not a base key: kept in metadata.extra
 };
-static_assert(f_count <= 32);
+static_assert(f_count <= 32, "every tracked field needs a bit of the 32-bit duplicate mask");
 
 Field top_field(std::string_view k) {
   if (k == "wire_version") return f_wire_version;
@@ -59,14 +61,12 @@ Field top_field(std::string_view k) {
   return f_ignore;
 }
 
+bool is_metadata_base(Field f) {
+  return static_cast<std::size_t>(f) - f_metadata_base < kMetadataFieldCount;  // unsigned: below wraps
+}
+
 Field metadata_field(std::string_view k) {
-  if (k == "task_uuid") return f_task_uuid;
-  if (k == "step_uuid") return f_step_uuid;
-  if (k == "step_name") return f_step_name;
-  if (k == "namespace") return f_namespace;
-  if (k == "correlation_id") return f_correlation_id;
-  if (k == "fired_at") return f_fired_at;
-  if (k == "fired_by") return f_fired_by;
+  if (auto i = metadata_field_index(k)) return static_cast<Field>(f_metadata_base + *i);
   return f_extra;
 }
 
@@ -99,13 +99,14 @@ class Decoder {
       case f_extra: metadata_.extra[extra_key_] = nullptr; return done();
       case f_name_seq: return done();  // null: absent
       case f_metadata: case f_execution_result: case f_error: return done();  // defaults
-      case f_task_uuid: case f_step_uuid: case f_step_name: case f_namespace:
-      case f_correlation_id: case f_fired_at: case f_fired_by:
-        metadata_string(pending_).clear();
-        return done();
       case f_success: case f_retryable: case f_retry_count: case f_max_retries: return done();
       case f_message: case f_error_type: error_string(pending_).clear(); return done();
-      default: return false;  // a required field that is null: missing
+      default:
+        if (is_metadata_base(pending_)) {
+          metadata_string(pending_).clear();
+          return done();
+        }
+        return false;  // a required field that is null: missing
     }
   }
 
@@ -187,12 +188,13 @@ class Decoder {
         event_id_ = std::move(v);
         return done();
       case f_event_name: event_name_ = std::move(v); return done();
-      case f_task_uuid: case f_step_uuid: case f_step_name: case f_namespace:
-      case f_correlation_id: case f_fired_at: case f_fired_by:
-        metadata_string(pending_) = std::move(v);
-        return done();
       case f_message: case f_error_type: error_string(pending_) = std::move(v); return done();
-      default: return false;
+      default:
+        if (is_metadata_base(pending_)) {
+          metadata_string(pending_) = std::move(v);
+          return done();
+        }
+        return false;
     }
   }
 
@@ -344,16 +346,9 @@ class Decoder {
     return true;
   }
 
-  std::string& metadata_string(Field f) {
-    switch (f) {
-      case f_task_uuid: return metadata_.task_uuid;
-      case f_step_uuid: return metadata_.step_uuid;
-      case f_step_name: return metadata_.step_name;
-      case f_namespace: return metadata_.namespace_name;
-      case f_correlation_id: return metadata_.correlation_id;
-      case f_fired_at: return metadata_.fired_at;
-      default: return metadata_.fired_by;
-    }
+  // `f` is a metadata base field (is_metadata_base).
+  std::string& metadata_string(Field f) { 
+    return metadata_.*kMetadataFields[static_cast<std::size_t>(f) - f_metadata_base].member;
   }
 
   std::string& error_string(Field f) { return f == f_message ? error_->message : error_->error_type; }

@@ -1,5 +1,7 @@
 #include <herald/publishers/pipeline.hpp>
 
+#include <herald/events/detail/metadata_fields.hpp>
+#include <herald/events/enums.hpp>
 #include <herald/events/error.hpp>
 #include <herald/events/json_fields.hpp>
 
@@ -13,16 +15,25 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::array<std::string_view, 3> kSkipReasons = {"condition", "should_publish",
-                                                           "before_publish"};
+constexpr std::array<std::pair<SkipReason, std::string_view>, kSkipReasonCount> kSkipReasons{{
+    {SkipReason::condition, "condition"},
+    {SkipReason::should_publish, "should_publish"},
+    {SkipReason::before_publish, "before_publish"},
+}};
 
 std::size_t mode_index(DeliveryMode mode) { return static_cast<std::size_t>(mode); }
+std::size_t reason_index(SkipReason reason) { return static_cast<std::size_t>(reason); }
+std::size_t stage_index(PublishStage stage) { return static_cast<std::size_t>(stage); }
 
-std::size_t reason_index(std::string_view reason) {
-  for (std::size_t i = 0; i < kSkipReasons.size(); ++i) {
-    if (kSkipReasons[i] == reason) return i;
+// {name: n} for the non-zero counts of an array indexed by an enum (every enum value in turn).
+template <typename E, typename Counts>
+json nonzero_counts(const Counts& counts, std::size_t n) {
+  json j = json::object();
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t value = counts[i];
+    if (value > 0) j[std::string(to_string(static_cast<E>(i)))] = value;
   }
-  return 0;
+  return j;
 }
 
 std::string describe(const std::exception_ptr& error) {
@@ -47,13 +58,7 @@ std::string road_error(const EventPtr& event, DeliveryMode mode, std::string_vie
 
 // The typed field a base metadata key names, or null for an extra key.
 std::string* base_field(EventMetadata& m, std::string_view key) {
-  if (key == "task_uuid") return &m.task_uuid;
-  if (key == "step_uuid") return &m.step_uuid;
-  if (key == "step_name") return &m.step_name;
-  if (key == "namespace") return &m.namespace_name;
-  if (key == "correlation_id") return &m.correlation_id;
-  if (key == "fired_at") return &m.fired_at;
-  if (key == "fired_by") return &m.fired_by;
+  if (auto i = detail::metadata_field_index(key)) return &(m.*detail::kMetadataFields[*i].member);
   return nullptr;
 }
 
@@ -82,11 +87,9 @@ void apply_metadata_layer(EventMetadata& m, const json& layer) {
 EventMetadata build_metadata(const StepCompletion& c, const std::string& publisher,
                              const json& additional) {
   EventMetadata m;
-  m.task_uuid = c.task_uuid;
-  m.step_uuid = c.step_uuid;
-  m.step_name = c.step_name;
-  m.namespace_name = c.namespace_name;
-  m.correlation_id = c.correlation_id;
+  for (const auto& f : detail::kMetadataFields) {
+    if (f.from_completion != nullptr) m.*f.member = c.*f.from_completion;
+  }
   m.fired_by = publisher;
   if (!c.metadata.is_null()) {
     jf::require_object(c.metadata, "step metadata");
@@ -99,6 +102,12 @@ EventMetadata build_metadata(const StepCompletion& c, const std::string& publish
 }
 
 }  // namespace
+
+std::string_view to_string(SkipReason reason) noexcept { return detail::enum_name(reason, kSkipReasons); }
+
+SkipReason parse_skip_reason(std::string_view text) {
+  return detail::parse_enum("skip reason", text, kSkipReasons);
+}
 
 // ---- EventRouter -------------------------------------------------------------------------------
 
@@ -169,9 +178,9 @@ json PublishResult::to_json() const {
   for (const auto& e : published) {
     j["published"].push_back({{"event_name", e->event_name()}, {"event_id", e->event_id()}});
   }
-  for (const auto& s : skipped) j["skipped"].push_back({{"event_name", s.name}, {"reason", s.reason}});
+  for (const auto& s : skipped) j["skipped"].push_back({{"event_name", s.name}, {"reason", to_string(s.reason)}});
   for (const auto& f : failed) {
-    j["failed"].push_back({{"stage", f.stage},
+    j["failed"].push_back({{"stage", to_string(f.stage)},
                            {"event_name", f.event_name},
                            {"publisher", f.publisher},
                            {"message", f.message}});
@@ -192,7 +201,7 @@ PublishResult PublishingPipeline::publish(const StepCompletion& completion,
       // allocation) can land here. Still never fail the step.
       try {
         StepEventContext ctx{completion, declaration};
-        fail(ctx, *registry_.generic(), "internal", "", std::current_exception(), result);
+        fail(ctx, *registry_.generic(), PublishStage::internal, "", std::current_exception(), result);
       } catch (...) {
       }
     }
@@ -204,14 +213,14 @@ void PublishingPipeline::publish_one(const StepCompletion& completion,
                                      const std::vector<EventDeclaration>& declarations,
                                      const EventDeclaration& declaration, PublishResult& result) {
   if (!condition_holds(declaration.condition, completion)) {
-    skip(declaration, "condition", result);
+    skip(declaration, SkipReason::condition, result);
     return;
   }
   const StepEventContext ctx{completion, declaration};
   std::shared_ptr<Publisher> publisher;
   std::string publisher_name;
   EventPtr event;
-  std::string_view stage = "publisher";
+  PublishStage stage = PublishStage::publisher;
   try {
     // A declared publisher must exist: silently using another one would publish with the wrong
     // hooks. An unknown name is this declaration's failure, reported to the generic publisher.
@@ -223,50 +232,50 @@ void PublishingPipeline::publish_one(const StepCompletion& completion,
     if (!publisher) publisher = registry_.generic();
     publisher_name = publisher->name();
 
-    stage = "should_publish";
+    stage = PublishStage::should_publish;
     if (!publisher->should_publish(ctx, declaration)) {
-      skip(declaration, "should_publish", result);
+      skip(declaration, SkipReason::should_publish, result);
       return;
     }
-    stage = "transform_payload";
+    stage = PublishStage::transform_payload;
     json payload = publisher->transform_payload(ctx, declaration);
 
-    stage = "additional_metadata";
+    stage = PublishStage::additional_metadata;
     json additional = publisher->additional_metadata(ctx, declaration);
     if (!additional.is_null() && !additional.is_object()) {
       throw ValidationError("additional_metadata",
                             "expected object, got " + std::string(jf::type_name(additional)));
     }
 
-    stage = "schema";
+    stage = PublishStage::schema;
     if (declaration.schema) declaration.schema->check(payload);
 
-    stage = "build_event";
+    stage = PublishStage::build_event;
     event = DomainEvent::create(declaration.name, std::move(payload),
                                 build_metadata(completion, publisher_name, additional),
                                 ExecutionResult::of(completion));
 
-    stage = "before_publish";
+    stage = PublishStage::before_publish;
     if (!publisher->before_publish(ctx, event)) {
-      skip(declaration, "before_publish", result);
+      skip(declaration, SkipReason::before_publish, result);
       return;
     }
 
-    stage = "route";
+    stage = PublishStage::route;
     router_.route(event, declaration.delivery_mode);
     result.published.push_back(event);
     count_published(declaration, publisher_name);
 
-    stage = "after_publish";
+    stage = PublishStage::after_publish;
     publisher->after_publish(ctx, event);
   } catch (...) {
     Publisher& target = publisher ? *publisher : *registry_.generic();
-    fail(ctx, target, std::string(stage), event ? event->event_id() : std::string(),
+    fail(ctx, target, stage, event ? event->event_id() : std::string(),
          std::current_exception(), result);
   }
 }
 
-void PublishingPipeline::skip(const EventDeclaration& declaration, std::string_view reason,
+void PublishingPipeline::skip(const EventDeclaration& declaration, SkipReason reason,
                               PublishResult& result) {
   skipped_.fetch_add(1, std::memory_order_relaxed);
   const std::size_t reason_at = reason_index(reason);
@@ -276,10 +285,10 @@ void PublishingPipeline::skip(const EventDeclaration& declaration, std::string_v
     // lookup a published event costs in count_published().
     std::lock_guard lock(counts_mutex_);
     auto it = skipped_by_event_.find(declaration.name);
-    if (it == skipped_by_event_.end()) it = skipped_by_event_.emplace(declaration.name, std::array<std::uint64_t, 3>{}).first;
+    if (it == skipped_by_event_.end()) it = skipped_by_event_.emplace(declaration.name, std::array<std::uint64_t, kSkipReasonCount>{}).first;
     ++it->second[reason_at];
   }
-  result.skipped.push_back(SkippedEvent{declaration.name, std::string(reason)});
+  result.skipped.push_back(SkippedEvent{declaration.name, reason});
 }
 
 void PublishingPipeline::count_published(const EventDeclaration& declaration,
@@ -291,21 +300,25 @@ void PublishingPipeline::count_published(const EventDeclaration& declaration,
   ++by_publisher_[publisher];
 }
 
-void PublishingPipeline::fail(const StepEventContext& ctx, Publisher& publisher, std::string stage,
+void PublishingPipeline::fail(const StepEventContext& ctx, Publisher& publisher, PublishStage stage,
                               const std::string& event_id, std::exception_ptr error,
                               PublishResult& result) noexcept {
   try {
     failed_.fetch_add(1, std::memory_order_relaxed);
-    PublishFailure failure{std::move(stage), ctx.declaration.name, describe(error), error, {}};
+    PublishFailure failure{stage, ctx.declaration.name, describe(error), error, {}};
     try {
       failure.publisher = publisher.name();
     } catch (...) {
       failure.publisher = "(name() threw)";
     }
+    by_stage_[stage_index(stage)].fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard lock(counts_mutex_);
-      ++by_stage_[failure.stage];
-      ++failed_by_event_[failure.event_name][failure.stage];
+      auto it = failed_by_event_.find(failure.event_name);
+      if (it == failed_by_event_.end()) {
+        it = failed_by_event_.emplace(failure.event_name, std::array<std::uint64_t, kPublishStageCount>{}).first;
+      }
+      ++it->second[stage_index(stage)];
     }
 
     std::uint64_t suppressed = 0;
@@ -314,7 +327,7 @@ void PublishingPipeline::fail(const StepEventContext& ctx, Publisher& publisher,
           "publish failed: event_name={} event_id={} correlation_id={} step_name={} publisher={} "
           "stage={}: {}{}",
           failure.event_name, event_id.empty() ? "-" : event_id, ctx.correlation_id(),
-          ctx.step_name(), failure.publisher, failure.stage, failure.message,
+          ctx.step_name(), failure.publisher, to_string(failure.stage), failure.message,
           suppressed_note(suppressed));
     }
 
@@ -356,26 +369,24 @@ json PublishingPipeline::stats() const {
     modes[std::string(to_string(mode))] = by_mode_[mode_index(mode)].load(std::memory_order_relaxed);
   }
   j["published_by_delivery_mode"] = std::move(modes);
-  json reasons = json::object();
-  for (std::size_t i = 0; i < kSkipReasons.size(); ++i) {
-    reasons[std::string(kSkipReasons[i])] = by_reason_[i].load(std::memory_order_relaxed);
+  json reasons = json::object();  // every reason, zero or not
+  for (const auto& [reason, name] : kSkipReasons) {
+    reasons[std::string(name)] = by_reason_[reason_index(reason)].load(std::memory_order_relaxed);
   }
   j["skipped_by_reason"] = std::move(reasons);
+  j["failed_by_stage"] = nonzero_counts<PublishStage>(by_stage_, kPublishStageCount);
   std::lock_guard lock(counts_mutex_);
   j["published_by_event"] = json(by_event_);
   j["published_by_publisher"] = json(by_publisher_);
-  j["failed_by_stage"] = json(by_stage_);
   json skipped_by_event = json::object();
   for (const auto& [name, counts] : skipped_by_event_) {
-    json reasons_of = json::object();
-    for (std::size_t i = 0; i < kSkipReasons.size(); ++i) {
-      if (counts[i] > 0) reasons_of[std::string(kSkipReasons[i])] = counts[i];
-    }
-    skipped_by_event[name] = std::move(reasons_of);
+    skipped_by_event[name] = nonzero_counts<SkipReason>(counts, kSkipReasonCount);
   }
   j["skipped_by_event"] = std::move(skipped_by_event);
   json failed_by_event = json::object();
-  for (const auto& [name, stages] : failed_by_event_) failed_by_event[name] = json(stages);
+  for (const auto& [name, stages] : failed_by_event_) {
+    failed_by_event[name] = nonzero_counts<PublishStage>(stages, kPublishStageCount);
+  }
   j["failed_by_event"] = std::move(failed_by_event);
   return j;
 }

@@ -1,6 +1,7 @@
 // herald.DomainEvent, herald.StepCompletion, patterns and the in-process EventBus.
 #include "common.hpp"
 
+#include <herald/events/detail/metadata_fields.hpp>
 #include <herald/events/event_bus.hpp>
 #include <herald/events/ids.hpp>
 #include <herald/events/pattern.hpp>
@@ -101,7 +102,8 @@ void bind_events(py::module_& m) {
       },
       py::name("from_dict"), py::arg("data"), "The event a to_dict() produced (ValidationError otherwise)."));
 
-  py::class_<StepCompletion>(m, "StepCompletion", "A step's completion: the input of publishing.")
+  py::class_<StepCompletion> completion(m, "StepCompletion", "A step's completion: the input of publishing.");
+  completion
       .def(py::init([](std::string step_name, bool success, std::string task_uuid, std::string step_uuid,
                        std::string namespace_name, std::string correlation_id, bool retryable,
                        int retry_count, int max_retries, py::object result, py::object metadata,
@@ -127,11 +129,6 @@ void bind_events(py::module_& m) {
            py::arg("result") = py::none(), py::arg("metadata") = py::none(), py::arg("error") = py::none())
       .def_static("from_dict", [](const py::handle& d) { return completion_from(d); }, py::arg("data"))
       .def("to_dict", [](const StepCompletion& c) { return to_python(c.to_json()); })
-      .def_readwrite("step_name", &StepCompletion::step_name)
-      .def_readwrite("task_uuid", &StepCompletion::task_uuid)
-      .def_readwrite("step_uuid", &StepCompletion::step_uuid)
-      .def_readwrite("namespace", &StepCompletion::namespace_name)
-      .def_readwrite("correlation_id", &StepCompletion::correlation_id)
       .def_readwrite("success", &StepCompletion::success)
       .def_readwrite("retryable", &StepCompletion::retryable)
       .def_readwrite("retry_count", &StepCompletion::retry_count)
@@ -155,6 +152,11 @@ void bind_events(py::module_& m) {
       .def("__repr__", [](const StepCompletion& c) {
         return "StepCompletion(step_name='" + c.step_name + "', success=" + (c.success ? "True" : "False") + ")";
       });
+  // The string fields that become event metadata (step_name, task_uuid, ...), under their
+  // metadata keys, from the one field table.
+  for (const auto& f : detail::kMetadataFields) {
+    if (f.from_completion != nullptr) completion.def_readwrite(f.name.data(), f.from_completion);
+  }
 
   py::class_<PySubscription>(m, "Subscription",
                              "A subscription; unsubscribe() ends it (dropping the handle does not).")

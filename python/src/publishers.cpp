@@ -106,13 +106,13 @@ class PyPublisher final : public Publisher {
     if (!python_alive()) return;
     PyCall call;
     py::object exc = python_exception(failure.exception);
-    log_exception("publisher '" + name_ + "': " + failure.stage + " failed for event '" + d.name +
+    log_exception("publisher '" + name_ + "': " + std::string(to_string(failure.stage)) + " failed for event '" + d.name +
                       "' of step '" + ctx.step_name() + "'",
                   exc);
     if (!on_publish_error_) return;
     try {
       py::object c = make_context(ctx);
-      c.attr("error_stage") = failure.stage;
+      c.attr("error_stage") = std::string(to_string(failure.stage));
       hook("on_publish_error", c, exc);
     } catch (py::error_already_set& e) {
       auto err = capture(e);

@@ -128,7 +128,7 @@ void bind_worker(py::module_& m) {
                  py::object exc = python_exception(failure.exception);
                  if (!py::hasattr(exc, "stage")) {
                    try {
-                     exc.attr("stage") = failure.stage;
+                     exc.attr("stage") = std::string(to_string(failure.stage));
                      exc.attr("event_name") = failure.event_name;
                      exc.attr("publisher") = failure.publisher;
                    } catch (py::error_already_set&) {  // e.g. __slots__: not worth failing for

@@ -128,7 +128,7 @@ TEST(JsonCodecRead, ParseBoundedStillWordsErrorsLikeJson) {
     EXPECT_NE(std::string(e.what()).find("syntax error"), std::string::npos) << e.what();
   }
   EXPECT_THROW(herald::json_fields::parse_bounded("[1e999]"), herald::ParseError);
-  EXPECT_THROW(herald::json_fields::parse_bounded("[[[1]]]", herald::json_fields::TextFormat::json, 2),
+  EXPECT_THROW(herald::json_fields::parse_bounded("[[[1]]]", herald::WireEncoding::json, 2),
                herald::ParseError);
   // What the reader hands over is still read, by json.
   EXPECT_EQ(herald::json_fields::parse_bounded("\xef\xbb\xbf{\"a\":1}"), json({{"a", 1}}));

@@ -100,9 +100,9 @@ TEST(ParseBounded, ReadsJsonAndMsgpackLikeJsonsOwnParsers) {
   EXPECT_EQ(herald::json_fields::parse_bounded(j.dump()), j);
   const auto mp = json::to_msgpack(j);
   EXPECT_EQ(herald::json_fields::parse_bounded(std::string(mp.begin(), mp.end()),
-                                               herald::json_fields::TextFormat::msgpack),
+                                               herald::WireEncoding::msgpack),
             j);
   EXPECT_THROW(herald::json_fields::parse_bounded("{} x"), herald::ParseError);  // trailing bytes
-  EXPECT_THROW(herald::json_fields::parse_bounded("[[1]]", herald::json_fields::TextFormat::json, 1),
+  EXPECT_THROW(herald::json_fields::parse_bounded("[[1]]", herald::WireEncoding::json, 1),
                herald::ParseError);
 }

@@ -199,3 +199,14 @@ TEST(WireCodec, EncodingNamesParseAndRejectUnknown) {
 }
 
 }  // namespace
+
+namespace {
+TEST(WireCodec, UnknownEncodingErrorNamesTheValueAndTheEncodings) {
+  try {
+    (void)herald::parse_wire_encoding("xml");
+    ADD_FAILURE() << "xml accepted";
+  } catch (const herald::UnknownValueError& e) {
+    EXPECT_STREQ(e.what(), "unknown wire encoding 'xml' (expected one of: json, msgpack)");
+  }
+}
+}  // namespace

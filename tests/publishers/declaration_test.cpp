@@ -120,3 +120,50 @@ TEST(EventDeclarationParsing, RoundTripsThroughJsonByAdl) {
 
 }  // namespace
 }  // namespace herald
+
+namespace herald {
+namespace {
+
+std::string unknown_value_message(const std::function<void()>& parse) {
+  try {
+    parse();
+  } catch (const UnknownValueError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(PublishStageNames, EveryStageRoundTripsThroughItsName) {
+  for (std::size_t i = 0; i < kPublishStageCount; ++i) {
+    const auto stage = static_cast<PublishStage>(i);
+    EXPECT_NE(to_string(stage), "unknown");
+    EXPECT_EQ(parse_publish_stage(to_string(stage)), stage);
+  }
+  EXPECT_EQ(to_string(PublishStage::transform_payload), "transform_payload");
+  EXPECT_EQ(unknown_value_message([] { (void)parse_publish_stage("transform"); }),
+            "unknown publish stage 'transform' (expected one of: publisher, should_publish, "
+            "transform_payload, additional_metadata, schema, build_event, before_publish, route, "
+            "after_publish, internal, lookup)");
+}
+
+TEST(SkipReasonNames, EveryReasonRoundTripsThroughItsName) {
+  for (std::size_t i = 0; i < kSkipReasonCount; ++i) {
+    const auto reason = static_cast<SkipReason>(i);
+    EXPECT_NE(to_string(reason), "unknown");
+    EXPECT_EQ(parse_skip_reason(to_string(reason)), reason);
+  }
+  EXPECT_EQ(unknown_value_message([] { (void)parse_skip_reason("filtered"); }),
+            "unknown skip reason 'filtered' (expected one of: condition, should_publish, before_publish)");
+}
+
+TEST(PublishResultJson, WritesStagesAndReasonsAsTheirNames) {
+  PublishResult r;
+  r.skipped.push_back(SkippedEvent{"a.b", SkipReason::should_publish});
+  r.failed.push_back(PublishFailure{PublishStage::schema, "c.d", "bad", nullptr, "default"});
+  const json j = r.to_json();
+  EXPECT_EQ(j["skipped"][0]["reason"], "should_publish");
+  EXPECT_EQ(j["failed"][0]["stage"], "schema");
+}
+
+}  // namespace
+}  // namespace herald

@@ -105,7 +105,7 @@ TEST_F(PublishingPipelineTest, DeclarationsWhoseConditionDoesNotHoldAreSkippedAs
   on_failure.condition = PublicationCondition::failure;
   auto result = pipeline.publish(completion(true), {on_failure, declare("payment.processed")});
   EXPECT_TRUE(result.ok());
-  EXPECT_EQ(result.skipped, (std::vector<SkippedEvent>{{"payment.failed", "condition"}}));
+  EXPECT_EQ(result.skipped, (std::vector<SkippedEvent>{{"payment.failed", herald::SkipReason::condition}}));
   EXPECT_EQ(received.names(), std::vector<std::string>{"payment.processed"});
 }
 
@@ -114,7 +114,7 @@ TEST_F(PublishingPipelineTest, ShouldPublishFalseSkipsTheEvent) {
   p->should = [](const StepEventContext& ctx) { return ctx.event_name() != "payment.noisy"; };
   auto result = pipeline.publish(completion(), {declare("payment.noisy"), declare("payment.ok")});
   EXPECT_TRUE(result.ok());
-  EXPECT_EQ(result.skipped, (std::vector<SkippedEvent>{{"payment.noisy", "should_publish"}}));
+  EXPECT_EQ(result.skipped, (std::vector<SkippedEvent>{{"payment.noisy", herald::SkipReason::should_publish}}));
   EXPECT_EQ(received.names(), std::vector<std::string>{"payment.ok"});
 }
 
@@ -128,12 +128,12 @@ TEST_F(PublishingPipelineTest, AThrowingTransformPayloadCallsOnPublishErrorAndOt
       completion(), {declare("payment.first"), declare("payment.broken"), declare("payment.last")});
   EXPECT_EQ(received.names(), (std::vector<std::string>{"payment.first", "payment.last"}));
   ASSERT_EQ(result.failed.size(), 1u);
-  EXPECT_EQ(result.failed[0].stage, "transform_payload");
+  EXPECT_EQ(result.failed[0].stage, herald::PublishStage::transform_payload);
   EXPECT_EQ(result.failed[0].event_name, "payment.broken");
   EXPECT_EQ(result.failed[0].message, "cannot shape payload");
   EXPECT_EQ(result.failed[0].publisher, "payments");
   ASSERT_EQ(p->failures().size(), 1u);
-  EXPECT_EQ(p->failures()[0].stage, "transform_payload");
+  EXPECT_EQ(p->failures()[0].stage, herald::PublishStage::transform_payload);
   EXPECT_THROW(std::rethrow_exception(p->failures()[0].exception), std::runtime_error);
 }
 
@@ -145,7 +145,7 @@ TEST_F(PublishingPipelineTest, BeforePublishFalseSkipsQuietly) {
   auto result = pipeline.publish(completion(), {declare("payment.held")});
   EXPECT_TRUE(result.ok());
   EXPECT_TRUE(result.published.empty());
-  EXPECT_EQ(result.skipped, (std::vector<SkippedEvent>{{"payment.held", "before_publish"}}));
+  EXPECT_EQ(result.skipped, (std::vector<SkippedEvent>{{"payment.held", herald::SkipReason::before_publish}}));
   EXPECT_TRUE(received.events().empty());
   EXPECT_TRUE(p->after_published().empty());
   EXPECT_TRUE(p->failures().empty());
@@ -176,7 +176,7 @@ TEST_F(PublishingPipelineTest, AThrowingAfterPublishLeavesTheEventPublishedAndRe
   auto result = pipeline.publish(completion(), {declare("payment.processed")});
   EXPECT_EQ(result.published.size(), 1u);
   ASSERT_EQ(result.failed.size(), 1u);
-  EXPECT_EQ(result.failed[0].stage, "after_publish");
+  EXPECT_EQ(result.failed[0].stage, herald::PublishStage::after_publish);
   EXPECT_EQ(received.events().size(), 1u);
 }
 
@@ -189,7 +189,7 @@ TEST_F(PublishingPipelineTest, ASchemaFailureReachesOnPublishErrorWithThePath) {
   EXPECT_TRUE(result.published.empty());
   EXPECT_TRUE(received.events().empty());
   ASSERT_EQ(p->failures().size(), 1u);
-  EXPECT_EQ(p->failures()[0].stage, "schema");
+  EXPECT_EQ(p->failures()[0].stage, herald::PublishStage::schema);
   EXPECT_EQ(p->failures()[0].message, "/amount: expected number, got string");
   EXPECT_THROW(std::rethrow_exception(p->failures()[0].exception), PayloadSchemaError);
 }
@@ -216,7 +216,7 @@ TEST_F(PublishingPipelineTest, ANonStandardExceptionIsReportedToo) {
   p->should = [](const StepEventContext&) -> bool { throw 42; };
   auto result = pipeline.publish(completion(), {declare("a.b")});
   ASSERT_EQ(result.failed.size(), 1u);
-  EXPECT_EQ(result.failed[0].stage, "should_publish");
+  EXPECT_EQ(result.failed[0].stage, herald::PublishStage::should_publish);
   EXPECT_NE(result.failed[0].message.find("unknown exception"), std::string::npos);
 }
 
@@ -225,7 +225,7 @@ TEST_F(PublishingPipelineTest, AdditionalMetadataThatIsNotAnObjectIsAFailure) {
   p->metadata = [](const StepEventContext&) { return json::array({1, 2}); };
   auto result = pipeline.publish(completion(), {declare("a.b")});
   ASSERT_EQ(result.failed.size(), 1u);
-  EXPECT_EQ(result.failed[0].stage, "additional_metadata");
+  EXPECT_EQ(result.failed[0].stage, herald::PublishStage::additional_metadata);
   EXPECT_EQ(result.failed[0].message, "additional_metadata: expected object, got array");
 }
 
@@ -234,14 +234,14 @@ TEST_F(PublishingPipelineTest, ANonStringBaseFieldInStepMetadataIsABuildFailureN
   c.metadata = {{"step_name", 5}};
   auto result = pipeline.publish(c, {declare("a.b")});
   ASSERT_EQ(result.failed.size(), 1u);
-  EXPECT_EQ(result.failed[0].stage, "build_event");
+  EXPECT_EQ(result.failed[0].stage, herald::PublishStage::build_event);
   EXPECT_EQ(result.failed[0].message, "metadata.step_name: expected string, got number");
 }
 
 TEST_F(PublishingPipelineTest, AnInvalidEventNameInACodeBuiltDeclarationIsABuildFailure) {
   auto result = pipeline.publish(completion(), {declare("bad name"), declare("good.name")});
   ASSERT_EQ(result.failed.size(), 1u);
-  EXPECT_EQ(result.failed[0].stage, "build_event");
+  EXPECT_EQ(result.failed[0].stage, herald::PublishStage::build_event);
   EXPECT_NE(result.failed[0].message.find("'bad name'"), std::string::npos);
   EXPECT_EQ(received.names(), std::vector<std::string>{"good.name"});
 }
@@ -269,7 +269,7 @@ TEST_F(PublishingPipelineTest, AnUnknownDeclaredPublisherIsAFailureReportedToThe
   d.publisher = "ghost";
   auto result = pipeline.publish(completion(), {d, declare("a.c")});
   ASSERT_EQ(result.failed.size(), 1u);
-  EXPECT_EQ(result.failed[0].stage, "publisher");
+  EXPECT_EQ(result.failed[0].stage, herald::PublishStage::publisher);
   EXPECT_EQ(result.failed[0].publisher, "default");
   EXPECT_NE(result.failed[0].message.find("unknown publisher 'ghost'"), std::string::npos);
   EXPECT_EQ(received.names(), std::vector<std::string>{"a.c"});
@@ -298,7 +298,7 @@ TEST_F(PublishingPipelineTest, ZeromqModeWithoutATransportIsAReportedFailure) {
   auto result = pipeline.publish(completion(), {declare("a.remote", DeliveryMode::zeromq),
                                                 declare("a.local")});
   ASSERT_EQ(result.failed.size(), 1u);
-  EXPECT_EQ(result.failed[0].stage, "route");
+  EXPECT_EQ(result.failed[0].stage, herald::PublishStage::route);
   EXPECT_NE(result.failed[0].message.find("'a.remote'"), std::string::npos) << result.failed[0].message;
   EXPECT_NE(result.failed[0].message.find("zeromq"), std::string::npos) << result.failed[0].message;
   EXPECT_THROW(std::rethrow_exception(result.failed[0].exception), TransportError);
@@ -329,7 +329,7 @@ TEST_F(PublishingPipelineTest, DurableModeSendsToTheDurableRoadOnly) {
 TEST_F(PublishingPipelineTest, DurableModeWithoutADurableRoadIsAReportedFailureNamingTheConfiguration) {
   auto result = pipeline.publish(completion(), {declare("a.kept", DeliveryMode::durable), declare("a.local")});
   ASSERT_EQ(result.failed.size(), 1u);
-  EXPECT_EQ(result.failed[0].stage, "route");
+  EXPECT_EQ(result.failed[0].stage, herald::PublishStage::route);
   EXPECT_NE(result.failed[0].message.find("transports.postgres"), std::string::npos) << result.failed[0].message;
   EXPECT_TRUE(transport.sent().empty());
   EXPECT_EQ(received.names(), std::vector<std::string>{"a.local"});
@@ -366,7 +366,7 @@ TEST_F(PublishingPipelineTest, ATransportThatRefusesTheEventIsAFailureAtRoute) {
   transport.refuse(true);
   auto result = pipeline.publish(completion(), {declare("a.b", DeliveryMode::zeromq)});
   ASSERT_EQ(result.failed.size(), 1u);
-  EXPECT_EQ(result.failed[0].stage, "route");
+  EXPECT_EQ(result.failed[0].stage, herald::PublishStage::route);
   EXPECT_NE(result.failed[0].message.find("refuses"), std::string::npos);
 }
 
@@ -374,7 +374,7 @@ TEST_F(PublishingPipelineTest, AStoppedBusIsAFailureAtRoute) {
   (void)bus.stop();
   auto result = pipeline.publish(completion(), {declare("a.b")});
   ASSERT_EQ(result.failed.size(), 1u);
-  EXPECT_EQ(result.failed[0].stage, "route");
+  EXPECT_EQ(result.failed[0].stage, herald::PublishStage::route);
   EXPECT_NE(result.failed[0].message.find("stopped"), std::string::npos);
 }
 

@@ -204,7 +204,7 @@ TEST(WorkerConfigZeromq, CurveKeyFilesResolveAgainstTheConfigurationsFolder) {
   ASSERT_TRUE(c.zeromq);
   const auto& z = *c.zeromq;
   EXPECT_FALSE(z.bind);
-  EXPECT_EQ(z.encoding, "msgpack");
+  EXPECT_EQ(z.encoding, herald::WireEncoding::msgpack);
   EXPECT_EQ(z.send_hwm, 10);
   EXPECT_EQ(z.linger, 0ms);
   EXPECT_EQ(*z.curve_secret_key, std::filesystem::path("/srv/herald/keys/worker.key"));
@@ -229,7 +229,7 @@ TEST(WorkerConfigSubscribers, ToJsonRoundTripsThroughTheParser) {
   const auto c = WorkerConfig::from_json(j, "/srv/herald");
   for (const auto& s : c.subscribers) {
     const auto out = s.to_json();
-    EXPECT_EQ(out["type"], s.type);
+    EXPECT_EQ(out["type"], to_string(s.type));
     EXPECT_EQ(out.contains("path"), s.path.has_value()) << out.dump();
     EXPECT_EQ(out.contains("circuit_breaker"), s.breaker_failure_threshold > 0) << out.dump();
     // What to_json writes is a valid subscriber entry that parses back to the same config.

@@ -144,3 +144,28 @@ TEST(WorkerConfigFiles, LoadNamesAMissingFileAndInvalidJson) {
   EXPECT_EQ(*c.subscribers[0].path, dir / "audit.jsonl");
   std::filesystem::remove_all(dir);
 }
+
+TEST(WorkerConfigParsing, ClosedSetsNameTheBadValueAndListTheExpectedOnes) {
+  auto [path, message] = error_of([](json& j) { j["transports"]["zeromq"]["encoding"] = "xml"; });
+  EXPECT_EQ(path, "transports.zeromq.encoding");
+  EXPECT_NE(message.find("unknown wire encoding 'xml' (expected one of: json, msgpack)"), std::string::npos)
+      << message;
+  std::tie(path, message) = error_of([](json& j) { j["subscribers"][0]["type"] = "kafka"; });
+  EXPECT_EQ(path, "subscribers[0].type");
+  EXPECT_NE(message.find("unknown subscriber type 'kafka' (expected one of: audit, metrics)"), std::string::npos)
+      << message;
+}
+
+TEST(WorkerConfigParsing, EncodingAndSubscriberTypeAreTypedAndKeepTheirNames) {
+  auto j = example();
+  j["transports"]["zeromq"]["encoding"] = "msgpack";
+  const auto c = WorkerConfig::from_json(j, "/etc/herald");
+  EXPECT_EQ(c.zeromq->encoding, herald::WireEncoding::msgpack);
+  EXPECT_EQ(c.subscribers[0].type, herald::SubscriberType::audit);
+  EXPECT_EQ(c.subscribers[1].type, herald::SubscriberType::metrics);
+  EXPECT_EQ(c.subscribers[1].to_json().at("type"), "metrics");
+  for (auto t : {herald::SubscriberType::audit, herald::SubscriberType::metrics}) {
+    EXPECT_EQ(herald::parse_subscriber_type(herald::to_string(t)), t);
+  }
+  EXPECT_THROW(herald::parse_subscriber_type("Audit"), herald::UnknownValueError);
+}

@@ -234,7 +234,7 @@ TEST_F(WorkerLifecycle, StoppingAWorkerThatNeverStartedEndsStoppedWithAnEmptyRep
 
 TEST_F(WorkerLifecycle, AddSubscriberChecksItsArgumentTheNameAndTheState) {
   auto config = config_with();
-  config.subscribers.push_back(herald::SubscriberConfig{.type = "metrics", .name = "metrics", .subscribes_to = {"#"}});
+  config.subscribers.push_back(herald::SubscriberConfig{.type = herald::SubscriberType::metrics, .name = "metrics", .subscribes_to = {"#"}});
   Worker worker(config, &publishers_);
   EXPECT_THROW(worker.add_subscriber(nullptr), herald::Error);
   try {

@@ -203,7 +203,7 @@ TEST_F(WorkerTest, OnErrorSeesPublishFailuresAndAThrowingOnErrorIsNotFatal) {
   Worker worker(config, &publishers_);
   std::vector<std::string> errors;
   worker.on_error([&](const StepCompletion&, const herald::PublishFailure& f) {
-    errors.push_back(f.stage + ": " + f.message);
+    errors.push_back(std::string(to_string(f.stage)) + ": " + f.message);
     throw std::runtime_error("hook blew up");
   });
   worker.start();

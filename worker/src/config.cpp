@@ -1,10 +1,12 @@
 #include <herald/worker/config.hpp>
 
+#include <herald/events/enums.hpp>
 #include <herald/events/error.hpp>
 #include <herald/events/json_fields.hpp>
 #include <herald/events/pattern.hpp>
 #include <herald/postgres/config.hpp>
 
+#include <array>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -16,6 +18,21 @@ namespace jf = json_fields;
 using nlohmann::json;
 
 namespace {
+
+constexpr std::array<std::pair<SubscriberType, std::string_view>, 2> kSubscriberTypes{{
+    {SubscriberType::audit, "audit"},
+    {SubscriberType::metrics, "metrics"},
+}};
+
+// Reads an enum-valued string field with `parse`, naming the key path in the error.
+template <typename Parse>
+auto parse_enum_field(const std::string& text, const std::string& key_path, Parse parse) {
+  try {
+    return parse(text);
+  } catch (const UnknownValueError& e) {
+    throw ValidationError(key_path, e.what());
+  }
+}
 
 std::string index_path(std::string_view parent, std::size_t i) {
   return std::string(parent) + "[" + std::to_string(i) + "]";
@@ -99,10 +116,8 @@ ZmqTransportConfig parse_zeromq(const json& z, const std::filesystem::path& base
     }
   }
   t.bind = jf::optional_bool(z, "bind", path).value_or(true);
-  t.encoding = jf::optional_string(z, "encoding", path).value_or("json");
-  if (t.encoding != "json" && t.encoding != "msgpack") {
-    throw ValidationError(path + ".encoding",
-                          "unknown encoding '" + t.encoding + "' (expected one of: json, msgpack)");
+  if (auto e = jf::optional_string(z, "encoding", path)) {
+    t.encoding = parse_enum_field(*e, path + ".encoding", parse_wire_encoding);
   }
   t.send_hwm = static_cast<int>(jf::optional_int(z, "send_hwm", path, 0, 100'000'000).value_or(t.send_hwm));
   t.linger = optional_ms(z, "linger_ms", path, t.linger);
@@ -120,12 +135,9 @@ SubscriberConfig parse_subscriber(const json& s, const std::string& path,
                            "block_timeout_ms", "dispatch_timeout_ms", "circuit_breaker"},
                           path);
   SubscriberConfig c;
-  c.type = jf::required_string(s, "type", path);
-  if (c.type != "audit" && c.type != "metrics") {
-    std::string problem = "unknown subscriber type '" + c.type + "' (expected one of: audit, metrics)";
-    throw ValidationError(path + ".type", problem);
-  }
-  c.name = jf::optional_string(s, "name", path).value_or(c.type);
+  const std::string type = jf::required_string(s, "type", path);
+  c.type = parse_enum_field(type, path + ".type", parse_subscriber_type);
+  c.name = jf::optional_string(s, "name", path).value_or(type);
   if (c.name.empty()) throw ValidationError(path + ".name", "must not be empty");
   c.subscribes_to = string_list(s, "subscribes_to", path, true);
   if (c.subscribes_to.empty()) throw ValidationError(path + ".subscribes_to", "needs at least one pattern");
@@ -137,7 +149,7 @@ SubscriberConfig parse_subscriber(const json& s, const std::string& path,
     }
   }
   if (auto p = jf::optional_string(s, "path", path)) c.path = resolve(base, *p);
-  if (c.type == "audit" && !c.path) throw ValidationError(path + ".path", "required for an audit subscriber");
+  if (c.type == SubscriberType::audit && !c.path) throw ValidationError(path + ".path", "required for an audit subscriber");
   c.fsync = jf::optional_bool(s, "fsync", path).value_or(false);
   c.capacity = static_cast<std::size_t>(jf::optional_int(s, "capacity", path, 1, 100'000'000).value_or(10'000));
   if (auto o = jf::optional_string(s, "overflow", path)) {
@@ -196,8 +208,14 @@ HostPort parse_host_port(std::string_view address, std::string_view field) {
   return HostPort{std::string(host), static_cast<std::uint16_t>(value)};
 }
 
+std::string_view to_string(SubscriberType type) noexcept { return detail::enum_name(type, kSubscriberTypes); }
+
+SubscriberType parse_subscriber_type(std::string_view text) {
+  return detail::parse_enum("subscriber type", text, kSubscriberTypes);
+}
+
 json SubscriberConfig::to_json() const {
-  json j = {{"type", type},
+  json j = {{"type", to_string(type)},
             {"name", name},
             {"subscribes_to", subscribes_to},
             {"fsync", fsync},

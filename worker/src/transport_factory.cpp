@@ -11,7 +11,7 @@ std::shared_ptr<Transport> make_zmq_transport(const ZmqTransportConfig& config) 
   options.bind = config.bind;
   options.sndhwm = config.send_hwm;
   options.linger = config.linger;
-  options.encoding = parse_wire_encoding(config.encoding);
+  options.encoding = config.encoding;
   // CURVE: the binding side is the server (its secret key plus an allow-list of clients); the
   // connecting side is a client of the server key it names, with its own secret key if given.
   std::vector<std::string> allowed;

@@ -91,7 +91,7 @@ class ConfiguredSubscriber final : public Subscriber {
 
 std::shared_ptr<Subscriber> make_configured_subscriber(const SubscriberConfig& c) {
   std::shared_ptr<Subscriber> inner;
-  if (c.type == "audit") {
+  if (c.type == SubscriberType::audit) {
     AuditOptions options;
     options.fsync = c.fsync;
     inner = std::make_shared<AuditSubscriber>(c.name, c.subscribes_to, *c.path, options);
@@ -278,7 +278,7 @@ struct Worker::Impl {
       std::string known;
       for (const auto& [name, d] : *table) known += (known.empty() ? "" : ", ") + name;
       PublishFailure f;
-      f.stage = "lookup";
+      f.stage = PublishStage::lookup;
       f.message = "unknown step '" + c.step_name + "' (configured steps: " +
                   (known.empty() ? "none" : known) + ")";
       f.exception = std::make_exception_ptr(Error(f.message));

@@ -18,6 +18,9 @@ namespace herald {
 
 /// Who, where and when: the metadata every event carries. `extra` holds publisher-added and
 /// step-supplied fields; in JSON they sit beside the base fields in one flat object.
+/// The typed fields are listed once more, with their JSON keys, in
+/// herald/events/detail/metadata_fields.hpp, which drives every conversion: a new field is a
+/// member here and a row there.
 struct EventMetadata {
   std::string task_uuid;
   std::string step_uuid;
@@ -124,6 +127,8 @@ class DomainEvent {
 };
 
 void to_json(nlohmann::json& j, const EventMetadata& m);
+/// EventMetadata::from_json as nlohmann's ADL hook (j.get<EventMetadata>()).
+void from_json(const nlohmann::json& j, EventMetadata& m);
 void to_json(nlohmann::json& j, const ExecutionResult& r);
 void to_json(nlohmann::json& j, const DomainEvent& e);
 

@@ -2,6 +2,7 @@
 // ("step_name: expected string, got number"). Shared by every parser in herald.
 #pragma once
 
+#include <herald/events/encoding.hpp>
 #include <herald/events/error.hpp>
 
 #include <nlohmann/json.hpp>
@@ -22,14 +23,11 @@ using nlohmann::json;
 /// would overflow the stack of whoever handles it. serde_json's default limit.
 inline constexpr std::size_t kMaxDepth = 128;
 
-/// The text formats parse_bounded reads.
-enum class TextFormat { json, msgpack };
-
 /// Parses a whole document (JSON text, or MessagePack) for herald's parsers of untrusted input:
 /// like json::parse / json::from_msgpack, but arrays and objects may nest at most `max_depth`
 /// levels. Throws ParseError with the parser's message for every failure (syntax, trailing
 /// bytes, number overflow such as 1e999, too deep).
-json parse_bounded(std::string_view text, TextFormat format = TextFormat::json,
+json parse_bounded(std::string_view text, WireEncoding format = WireEncoding::json,
                    std::size_t max_depth = kMaxDepth);
 
 /// "string", "number", "boolean", "object", "array", "null", "binary".
@@ -55,8 +53,6 @@ std::optional<bool> optional_bool(const json& obj, std::string_view key,
 std::optional<std::int64_t> optional_int(const json& obj, std::string_view key,
                                          std::string_view path = "", std::int64_t min = INT64_MIN,
                                          std::int64_t max = INT64_MAX);
-std::optional<double> optional_number(const json& obj, std::string_view key,
-                                      std::string_view path = "");
 /// An object-valued field (missing or null -> empty object).
 json optional_object(const json& obj, std::string_view key, std::string_view path = "");
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <herald/events/domain_event.hpp>
+#include <herald/events/encoding.hpp>  // WireEncoding: how frame 2 is encoded
 
 #include <cstddef>
 #include <cstdint>
@@ -27,12 +28,6 @@ namespace herald {
 inline constexpr int kWireVersion = 1;
 /// Default largest accepted message (both frames together).
 inline constexpr std::size_t kDefaultMaxMessageSize = 1024 * 1024;
-
-/// How frame 2 is encoded.
-enum class WireEncoding { json, msgpack };
-std::string_view to_string(WireEncoding encoding) noexcept;
-/// "json" or "msgpack"; throws UnknownValueError naming the value.
-WireEncoding parse_wire_encoding(std::string_view text);
 
 /// The per-message fields a publisher adds to the event.
 struct WireHeader {

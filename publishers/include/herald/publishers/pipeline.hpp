@@ -67,10 +67,22 @@ class EventRouter {
   std::atomic<Transport*> durable_{nullptr};
 };
 
+/// Why a declared event was deliberately not published. Closed set; to_string gives the name
+/// that PublishResult::to_json and the stats ("skipped_by_reason") use.
+enum class SkipReason {
+  condition,       ///< the declaration's condition does not hold for the completion
+  should_publish,  ///< the publisher's should_publish returned false
+  before_publish,  ///< the publisher's before_publish returned false
+};
+inline constexpr std::size_t kSkipReasonCount = 3;
+std::string_view to_string(SkipReason reason) noexcept;
+/// "condition" -> SkipReason::condition; throws UnknownValueError naming the value.
+SkipReason parse_skip_reason(std::string_view text);
+
 /// A declared event that was deliberately not published.
 struct SkippedEvent {
   std::string name;
-  std::string reason;  ///< "condition", "should_publish" or "before_publish"
+  SkipReason reason = SkipReason::condition;
   friend bool operator==(const SkippedEvent&, const SkippedEvent&) = default;
 };
 
@@ -128,10 +140,10 @@ class PublishingPipeline {
   void publish_one(const StepCompletion& completion,
                    const std::vector<EventDeclaration>& declarations,
                    const EventDeclaration& declaration, PublishResult& result);
-  void fail(const StepEventContext& ctx, Publisher& publisher, std::string stage,
+  void fail(const StepEventContext& ctx, Publisher& publisher, PublishStage stage,
             const std::string& event_id, std::exception_ptr error,
             PublishResult& result) noexcept;
-  void skip(const EventDeclaration& declaration, std::string_view reason,
+  void skip(const EventDeclaration& declaration, SkipReason reason,
             PublishResult& result);
   void count_published(const EventDeclaration& declaration, const std::string& publisher);
 
@@ -143,14 +155,14 @@ class PublishingPipeline {
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> hook_errors_{0};
   std::array<std::atomic<std::uint64_t>, 4> by_mode_{};    // indexed by DeliveryMode
-  std::array<std::atomic<std::uint64_t>, 3> by_reason_{};  // condition, should_publish, before_publish
+  std::array<std::atomic<std::uint64_t>, kSkipReasonCount> by_reason_{};  // indexed by SkipReason
+  std::array<std::atomic<std::uint64_t>, kPublishStageCount> by_stage_{};  // indexed by PublishStage
   mutable std::mutex counts_mutex_;  // guards the per-name maps below (one short lock per event)
   std::map<std::string, std::uint64_t, std::less<>> by_event_;
   std::map<std::string, std::uint64_t, std::less<>> by_publisher_;
-  std::map<std::string, std::uint64_t, std::less<>> by_stage_;
-  // event name -> skip reason (index into the reasons above) / failure stage -> count
-  std::map<std::string, std::array<std::uint64_t, 3>, std::less<>> skipped_by_event_;
-  std::map<std::string, std::map<std::string, std::uint64_t, std::less<>>, std::less<>> failed_by_event_;
+  // event name -> count per skip reason / per failure stage (indexed by the enum)
+  std::map<std::string, std::array<std::uint64_t, kSkipReasonCount>, std::less<>> skipped_by_event_;
+  std::map<std::string, std::array<std::uint64_t, kPublishStageCount>, std::less<>> failed_by_event_;
   RateLimiter failure_log_limit_{20, std::chrono::seconds(1)};
 };
 

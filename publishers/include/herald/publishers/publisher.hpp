@@ -13,8 +13,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <exception>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace herald {
@@ -35,12 +37,29 @@ struct StepEventContext {
   const std::string& event_name() const noexcept { return declaration.name; }
 };
 
+/// Where publishing one declared event failed. Closed set; to_string gives the name that logs,
+/// PublishResult::to_json, the pipeline's stats ("failed_by_stage") and Python use.
+enum class PublishStage {
+  publisher,            ///< the declared publisher is not registered
+  should_publish,
+  transform_payload,
+  additional_metadata,
+  schema,               ///< the payload schema check
+  build_event,          ///< DomainEvent::create (e.g. an invalid event name) or the metadata
+  before_publish,
+  route,                ///< handing the event to its road(s)
+  after_publish,        ///< the event was delivered, the hook threw
+  internal,             ///< the pipeline's own bookkeeping (out of memory)
+  lookup,               ///< the worker: no declarations for the completion's step
+};
+inline constexpr std::size_t kPublishStageCount = 11;
+std::string_view to_string(PublishStage stage) noexcept;
+/// "route" -> PublishStage::route; throws UnknownValueError naming the value and the stages.
+PublishStage parse_publish_stage(std::string_view text);
+
 /// Why one declared event was not published.
 struct PublishFailure {
-  /// Where it failed: "publisher" (unknown declared publisher), "should_publish",
-  /// "transform_payload", "additional_metadata", "schema", "build_event", "before_publish",
-  /// "route" or "after_publish" (the event was delivered, the hook threw), or "internal".
-  std::string stage;
+  PublishStage stage = PublishStage::internal;  ///< where it failed
   std::string event_name;
   std::string message;           ///< the exception's what(), e.g. "/amount: expected number, got string"
   std::exception_ptr exception;  ///< the original exception (rethrow to inspect its type)

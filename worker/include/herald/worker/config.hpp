@@ -3,6 +3,7 @@
 // 'sucess' (expected one of: ...)"). Unknown keys are errors, with a "did you mean" when close.
 #pragma once
 
+#include <herald/events/encoding.hpp>
 #include <herald/events/event_bus.hpp>
 #include <herald/postgres/publisher.hpp>
 #include <herald/postgres/retention.hpp>
@@ -27,7 +28,7 @@ namespace herald {
 struct ZmqTransportConfig {
   std::vector<std::string> publish;  ///< endpoints
   bool bind = true;                  ///< bind (default) or connect (e.g. to a proxy)
-  std::string encoding = "json";     ///< json | msgpack
+  WireEncoding encoding = WireEncoding::json;
   int send_hwm = 100'000;
   std::chrono::milliseconds linger{1'000};
   std::optional<std::filesystem::path> curve_secret_key;  ///< server side (bind)
@@ -50,9 +51,19 @@ struct HostPort {
 /// ValidationError(field, problem naming the address) when it is malformed.
 HostPort parse_host_port(std::string_view address, std::string_view field);
 
-/// A built-in subscriber declared in the file ("audit" or "metrics").
+/// The built-in subscribers a configuration file can declare (its `type`).
+enum class SubscriberType {
+  audit,    ///< AuditSubscriber: JSON Lines file
+  metrics,  ///< MetricsSubscriber: counters, optionally written as Prometheus text
+};
+std::string_view to_string(SubscriberType type) noexcept;
+/// "audit" or "metrics"; throws UnknownValueError:
+/// "unknown subscriber type 'kafka' (expected one of: audit, metrics)".
+SubscriberType parse_subscriber_type(std::string_view text);
+
+/// A built-in subscriber declared in the file.
 struct SubscriberConfig {
-  std::string type;
+  SubscriberType type = SubscriberType::audit;
   std::string name;
   std::vector<std::string> subscribes_to;
   std::optional<std::filesystem::path> path;  ///< resolved against the file's folder
