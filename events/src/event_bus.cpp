@@ -203,8 +203,8 @@ void Subscription::release() noexcept {
 bool Subscription::active() const noexcept {
   auto [core, mailbox] = links();
   if (!mailbox || core.expired()) return false;  // never subscribed, released, or bus gone
-  std::lock_guard lock(mailbox->mutex);
-  return !mailbox->closed;
+  std::unique_lock lock(mailbox->mutex);
+  return !mailbox->queue.closed(lock);
 }
 
 std::string Subscription::name() const {
@@ -215,8 +215,8 @@ std::string Subscription::name() const {
 SubscriptionStats Subscription::stats() const {
   auto mailbox = links().second;
   if (!mailbox) return {};
-  std::lock_guard lock(mailbox->mutex);
-  return mailbox->stats_locked();
+  std::unique_lock lock(mailbox->mutex);
+  return mailbox->stats_locked(lock);
 }
 
 void Subscription::pause() {
@@ -292,6 +292,7 @@ Subscription BusCore::make_subscription(const std::shared_ptr<BusCore>& core,
   if (core->closed.load()) throw StateError("subscribe: the bus '" + core->options.name + "' is stopped");
   auto mb = std::make_shared<detail::Mailbox>();
   mb->patterns = patterns;
+  mb->queue.set_limits({options.capacity, options.overflow, options.block_timeout});
   mb->handler = std::move(handler);
   mb->batch_handler = std::move(batch);
   core->routes.add(mb, std::move(options));
@@ -385,8 +386,8 @@ bool EventBus::has_room(std::string_view event_name) const {
   for (const auto index : routes->matcher.match(event_name, scratch)) {
     const auto& mb = routes->mailboxes[index];
     if (mb->options.overflow != OverflowPolicy::block) continue;
-    std::lock_guard lock(mb->mutex);
-    if (!mb->closed && mb->queue.size() >= mb->options.capacity) return false;
+    std::unique_lock lock(mb->mutex);
+    if (!mb->queue.closed(lock) && !mb->queue.has_room(lock)) return false;
   }
   return true;
 }
@@ -409,8 +410,8 @@ BusStats EventBus::stats() const {
   s.pending = pending();
   s.route_cache_misses = core.routes.cache_misses();
   for (const auto& mb : core.routes.all()) {
-    std::lock_guard lock(mb->mutex);
-    s.subscriptions.push_back(mb->stats_locked());
+    std::unique_lock lock(mb->mutex);
+    s.subscriptions.push_back(mb->stats_locked(lock));
   }
   return s;
 }

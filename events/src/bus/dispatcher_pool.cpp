@@ -41,7 +41,7 @@ void DispatcherPool::schedule(MailboxPtr mailbox) {
 }
 
 void DispatcherPool::maybe_schedule_locked(const MailboxPtr& mb, std::unique_lock<std::mutex>& lock) {
-  if (!mb->scheduled && !mb->running && !mb->paused && !mb->closed) {
+  if (!mb->scheduled && !mb->running && !mb->paused && !mb->queue.closed(lock)) {
     mb->scheduled = true;
     lock.unlock();
     if (t_deferred.pool == this) {
@@ -99,19 +99,14 @@ void DispatcherPool::run_batch(const MailboxPtr& mb) {
   std::unique_lock lock(mb->mutex);
   mb->scheduled = false;
   while (true) {
-    if (mb->closed || mb->paused) break;
-    if (mb->queue.empty()) {
+    if (mb->queue.closed(lock) || mb->paused) break;
+    if (mb->queue.empty(lock)) {
       if (!wait_for_more(*mb, lock)) break;
       continue;
     }
-    const auto n = std::min(mb->queue.size(), options_.batch_size);
-    for (std::size_t i = 0; i < n; ++i) {
-      batch.push_back(std::move(mb->queue.front()));
-      mb->queue.pop_front();
-    }
+    mb->queue.take(lock, options_.batch_size, batch);  // wakes blocked publishers, if any
     mb->running = 1;
     mb->running_thread = std::this_thread::get_id();
-    if (mb->blocked_publishers > 0) mb->not_full.notify_all();
     lock.unlock();
 
     std::uint64_t handled = 0, failed = 0, dropped = 0;
@@ -127,7 +122,7 @@ void DispatcherPool::run_batch(const MailboxPtr& mb) {
     quiet_.remove_pending(static_cast<std::int64_t>(handled + failed + dropped));
     if (ready_size_.load(std::memory_order_relaxed) > 0) {
       // Others are waiting: yield the thread and requeue behind them if work is left.
-      if (!mb->queue.empty() && !mb->closed && !mb->paused) {
+      if (!mb->queue.empty(lock) && !mb->queue.closed(lock) && !mb->paused) {
         mb->scheduled = true;
         mb->running = 0;
         mb->running_thread = {};
@@ -172,7 +167,7 @@ bool DispatcherPool::wait_for_more(Mailbox& mb, std::unique_lock<std::mutex>& lo
       until = std::chrono::steady_clock::now() + kGatherWindow;
     }
     if (arrived && received - seen >= options_.batch_size) break;
-    if (ready_size_.load(std::memory_order_relaxed) > 0 || mb.closed.load(std::memory_order_relaxed) ||
+    if (ready_size_.load(std::memory_order_relaxed) > 0 || mb.queue.closed_relaxed() ||
         mb.paused.load(std::memory_order_relaxed)) {
       break;
     }
@@ -185,7 +180,7 @@ bool DispatcherPool::wait_for_more(Mailbox& mb, std::unique_lock<std::mutex>& lo
   lock.lock();
   // Under the lock again: an event queued after the last look (while `running` kept its
   // publisher from scheduling the mailbox) is seen here, never left behind.
-  return !mb.queue.empty();
+  return !mb.queue.empty(lock);
 }
 
 // Runs one batch's handlers (no lock held) and counts the outcomes. Events handed back
@@ -213,18 +208,16 @@ void DispatcherPool::run_handlers(Mailbox& mb, std::vector<EventPtr>& batch,
     return;
   }
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (i > 0 && mb.closed.load(std::memory_order_acquire)) {  // unsubscribed from inside the handler
+    if (i > 0 && mb.closed()) {  // unsubscribed from inside the handler
       dropped = batch.size() - i;
       return;
     }
     if (i > 0 && mb.paused.load(std::memory_order_acquire)) {
       // Paused mid-batch (a circuit breaker opened): hand the rest back, in order, to be
       // held with the queued events. They stay pending; nothing is counted.
-      std::lock_guard lock(mb.mutex);
-      if (!mb.closed) {
-        mb.queue.insert(mb.queue.begin(),
-                        std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i)),
-                        std::make_move_iterator(batch.end()));
+      std::unique_lock lock(mb.mutex);
+      if (!mb.queue.closed(lock)) {
+        mb.queue.requeue_front(lock, batch.begin() + static_cast<std::ptrdiff_t>(i), batch.end());
         batch.resize(i);
         return;
       }

@@ -19,7 +19,7 @@ void run_handoffs(Mailbox& mb, BusLogs& logs) {
   while (mb.gate.handoff_size.load(std::memory_order_acquire) != 0) {
     EventPtr next = mb.gate.take_handoff();
     if (!next) break;
-    if (mb.closed.load(std::memory_order_acquire)) {
+    if (mb.closed()) {
       serial_add(mb.dropped, 1);
       continue;
     }

@@ -86,7 +86,7 @@ inline void leave_gate(Mailbox& mb, BusLogs& logs) {
 
 // Delivers one event to one subscription on this thread.
 inline void deliver(Mailbox& mb, const EventPtr& event, PublishReport& report, BusLogs& logs) {
-  if (mb.closed.load(std::memory_order_acquire)) return;
+  if (mb.closed()) return;
   if (!mb.gate.try_enter()) {
     if (t_handler_depth > 0) {
       hand_off(mb, event, logs);
@@ -95,7 +95,7 @@ inline void deliver(Mailbox& mb, const EventPtr& event, PublishReport& report, B
     }
     mb.gate.enter_blocking();
   }
-  if (!mb.closed.load(std::memory_order_acquire)) {
+  if (!mb.closed()) {
     serial_add(mb.received, 1);  // we hold the gate: the only writer
     ++report.delivered;
     if (!run(mb, event, logs)) ++report.failed;

@@ -5,7 +5,7 @@
 
 namespace herald::detail {
 
-SubscriptionStats Mailbox::stats_locked() const {
+SubscriptionStats Mailbox::stats_locked(const std::unique_lock<std::mutex>& lock) const {
   SubscriptionStats s;
   s.name = name;
   s.patterns = patterns;
@@ -18,97 +18,61 @@ SubscriptionStats Mailbox::stats_locked() const {
   s.in_flight = s.received - s.handled - s.failed - s.dropped;
   s.slow = slow;
   s.overcommitted = overcommitted;
-  s.queue_depth = queue.size() + gate.handoff_size.load(std::memory_order_acquire);
+  s.queue_depth = queue.size(lock) + gate.handoff_size.load(std::memory_order_acquire);
   s.paused = paused;
   s.last_error = last_error;
   return s;
 }
-
-namespace {
-// Block policy: waits (up to block_timeout) until the mailbox has room or is closed. The wait
-// itself runs in a BlockingScope with the mailbox lock released around the scope's edges,
-// so a Python thread drops the GIL first and takes it back holding no herald lock. Called
-// and returns with `lock` held; true when there is room.
-bool wait_for_room(Mailbox& mb, std::unique_lock<std::mutex>& lock, DispatcherPool& pool) {
-  const auto deadline = std::chrono::steady_clock::now() + mb.options.block_timeout;
-  const auto ready = [&] { return mb.closed || mb.queue.size() < mb.options.capacity; };
-  ++mb.blocked_publishers;
-  bool room = ready();
-  while (!room) {
-    lock.unlock();
-    pool.flush_deferred();  // the mailbox we wait on may be one this thread has not handed over yet
-    {
-      BlockingScope waiting;
-      std::unique_lock relock(mb.mutex);
-      room = mb.not_full.wait_until(relock, deadline, ready);
-    }
-    lock.lock();
-    if (!room) break;
-    room = ready();  // another publisher may have taken the room meanwhile
-  }
-  --mb.blocked_publishers;
-  return room;
-}
-}  // namespace
 
 bool enqueue(const MailboxPtr& mb, const EventPtr& event, PublishWait wait, PublishReport& report,
              DispatcherPool& pool) {
   auto& quiet = pool.quiescence();
   auto& logs = pool.logs();
   std::unique_lock lock(mb->mutex);
-  if (mb->closed) return false;
+  if (mb->queue.closed(lock)) return false;
   serial_add(mb->received, 1);
-  if (mb->queue.size() >= mb->options.capacity) {
-    switch (mb->options.overflow) {
-      case OverflowPolicy::drop_newest:
-        serial_add(mb->dropped, 1);
-        lock.unlock();
-        logs.drop(*mb, *event, "mailbox full (drop_newest)");
-        return false;
-      case OverflowPolicy::drop_oldest: {
-        EventPtr oldest = std::move(mb->queue.front());
-        mb->queue.pop_front();
-        serial_add(mb->dropped, 1);
-        ++report.displaced;
-        mb->queue.push_back(event);
-        // The new event's count before the old one's goes: pending never passes through 0
-        // here, so a concurrent drain() cannot return with an event queued.
-        quiet.add_pending(1);
-        quiet.remove_pending(1);
-        pool.maybe_schedule_locked(mb, lock);
-        if (lock.owns_lock()) lock.unlock();  // never log under the mailbox lock
-        logs.drop(*mb, *oldest, "mailbox full (drop_oldest)");
-        return true;
-      }
-      case OverflowPolicy::block: {
-        if (wait == PublishWait::overcommit) {
-          ++mb->overcommitted;
-          const auto depth = mb->queue.size() + 1;
-          mb->queue.push_back(event);
-          quiet.add_pending(1);
-          pool.maybe_schedule_locked(mb, lock);
-          if (lock.owns_lock()) lock.unlock();
-          logs.overcommit(*mb, *event, depth);
-          return true;
-        }
-        if (wait == PublishWait::drop) {
-          serial_add(mb->dropped, 1);
-          lock.unlock();
-          logs.drop(*mb, *event, "mailbox full and the publisher may not wait");
-          return false;
-        }
-        const bool room = wait_for_room(*mb, lock, pool);
-        if (!room || mb->closed) {
-          serial_add(mb->dropped, 1);
-          lock.unlock();
-          logs.drop(*mb, *event, room ? "unsubscribed while waiting" : "mailbox full, block timeout expired");
-          return false;
-        }
-        break;
-      }
+  EventPtr oldest;  // drop_oldest: destroyed after the lock is released
+  // The mailbox we may wait on may be one this thread has not handed over yet (DeferWakes).
+  const auto admission = mb->queue.make_room(lock, wait, &oldest, [&] { pool.flush_deferred(); });
+  switch (admission) {
+    case Admission::room:
+      break;
+    case Admission::displaced:
+      serial_add(mb->dropped, 1);
+      ++report.displaced;
+      mb->queue.push(lock, event);
+      // The new event's count before the old one's goes: pending never passes through 0
+      // here, so a concurrent drain() cannot return with an event queued.
+      quiet.add_pending(1);
+      quiet.remove_pending(1);
+      pool.maybe_schedule_locked(mb, lock);
+      if (lock.owns_lock()) lock.unlock();  // never log under the mailbox lock
+      logs.drop(*mb, *oldest, "mailbox full (drop_oldest)");
+      return true;
+    case Admission::overcommitted: {
+      ++mb->overcommitted;
+      const auto depth = mb->queue.size(lock) + 1;
+      mb->queue.push(lock, event);
+      quiet.add_pending(1);
+      pool.maybe_schedule_locked(mb, lock);
+      if (lock.owns_lock()) lock.unlock();
+      logs.overcommit(*mb, *event, depth);
+      return true;
     }
+    case Admission::full:
+    case Admission::may_not_wait:
+    case Admission::timed_out:
+    case Admission::closed:
+      serial_add(mb->dropped, 1);
+      lock.unlock();
+      logs.drop(*mb, *event,
+                admission == Admission::full           ? "mailbox full (drop_newest)"
+                : admission == Admission::may_not_wait ? "mailbox full and the publisher may not wait"
+                : admission == Admission::closed       ? "unsubscribed while waiting"
+                                                       : "mailbox full, block timeout expired");
+      return false;
   }
-  mb->queue.push_back(event);
+  mb->queue.push(lock, event);
   quiet.add_pending(1);
   pool.maybe_schedule_locked(mb, lock);
   return true;
@@ -119,12 +83,10 @@ std::int64_t close(Mailbox& mb, bool wait_for_runner) {
   EventHandler released_handler;  // destroyed after the lock is released
   BatchHandler released_batch_handler;
   std::unique_lock lock(mb.mutex);
-  if (!mb.closed) {
-    mb.closed = true;
-    discarded = static_cast<std::int64_t>(mb.queue.size());
-    if (!mb.queue.empty()) serial_add(mb.dropped, mb.queue.size());  // inline: the gate holder may be adding
-    mb.queue.clear();
-    mb.not_full.notify_all();
+  if (!mb.queue.closed(lock)) {
+    mb.queue.close(lock);  // blocked publishers give up (counted as dropped by them)
+    discarded = static_cast<std::int64_t>(mb.queue.clear(lock));
+    if (discarded > 0) serial_add(mb.dropped, static_cast<std::uint64_t>(discarded));  // inline: the gate holder may be adding
   }
   // Wait for a running batch to end, unless we are that batch (unsubscribe from inside the
   // handler): then the current call finishes and the rest of the batch is dropped.

@@ -1,10 +1,13 @@
 // Mailbox: one subscription's state: its handler, its bounded queue of events with the
-// overflow policy (pool mode), its counters, and its inline gate (inline mode).
+// overflow policy (pool mode; herald/events/detail/bounded_queue.hpp, the queue the worker's
+// intake uses too), its counters, and its inline gate (inline mode).
 //
-// Locks: the mutable fields are guarded by `mutex`, except
+// Locks: the mutable fields, and `queue`, are guarded by `mutex`, except
 //  - the handlers: set once, read without a lock while running; in pool mode close() releases
 //    them once the mailbox is closed and idle, after which nothing reads them;
 //  - `gate` (inline mode, bus/inline_gate.hpp), which has its own locking;
+//  - the queue's closed flag (unsubscribed or bus stopped: set under `mutex`, in both modes),
+//    which handlers and the idle spin peek at lock-free between events;
 //  - the atomic counters, written under `mutex` in pool mode and by the gate's holder in inline
 //    mode (one writer at a time either way: plain load + store, no atomic read-modify-write on
 //    the inline path) and read lock-free. Inline hand-offs count their receipt in
@@ -19,6 +22,7 @@
 #include "bus/common.hpp"
 #include "bus/inline_gate.hpp"
 
+#include <herald/events/detail/bounded_queue.hpp>
 #include <herald/events/error.hpp>
 #include <herald/events/event_bus.hpp>
 
@@ -46,15 +50,14 @@ struct Mailbox {
   SubscribeOptions options;
 
   mutable std::mutex mutex;
-  std::condition_variable not_full;     // block policy publishers wait here
   std::condition_variable idle;         // unsubscribe waits here for a running batch to end
-  std::deque<EventPtr> queue;
+  // Pool mode's events (capacity and overflow from `options`); closed = unsubscribed or bus
+  // stopped, in both modes.
+  BoundedQueue<EventPtr> queue;
   bool scheduled = false;  // in the ready queue
   int running = 0;         // handler calls in progress (pool: 0 or 1; inline may nest)
-  std::atomic<bool> closed{false};  // unsubscribed or bus stopped (written under mutex)
   std::atomic<bool> paused{false};  // written under mutex; read lock-free between events
   std::thread::id running_thread;
-  std::size_t blocked_publishers = 0;
   std::atomic<std::uint64_t> received{0}, handled{0}, failed{0}, dropped{0};
   std::atomic<std::uint64_t> handed_over{0};  // inline hand-offs received (under gate.handoff_mutex)
   std::uint64_t slow = 0;
@@ -62,7 +65,9 @@ struct Mailbox {
   std::string last_error;
   InlineGate gate;
 
-  SubscriptionStats stats_locked() const;
+  // Lock-free peek at the closed flag (see Locks above).
+  bool closed() const noexcept { return queue.closed_acquire(); }
+  SubscriptionStats stats_locked(const std::unique_lock<std::mutex>& lock) const;
 };
 
 using MailboxPtr = std::shared_ptr<Mailbox>;
