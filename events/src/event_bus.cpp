@@ -34,7 +34,18 @@ constexpr std::array<std::pair<OverflowPolicy, std::string_view>, 3> kOverflowNa
     {OverflowPolicy::drop_newest, "drop_newest"},
     {OverflowPolicy::drop_oldest, "drop_oldest"},
 }};
+constexpr std::array<std::pair<DispatchPolicy, std::string_view>, 2> kDispatchNames{{
+    {DispatchPolicy::dispatcher_pool, "dispatcher_pool"},
+    {DispatchPolicy::inline_on_publisher, "inline_on_publisher"},
+}};
 }  // namespace
+
+std::string_view to_string(DispatchPolicy policy) noexcept {
+  return detail::enum_name(policy, kDispatchNames);
+}
+DispatchPolicy parse_dispatch_policy(std::string_view text) {
+  return detail::parse_enum("dispatch policy", text, kDispatchNames);
+}
 
 std::string_view to_string(OverflowPolicy policy) noexcept {
   return detail::enum_name(policy, kOverflowNames);
@@ -85,10 +96,10 @@ namespace detail {
 // closed); `stop_done` makes stop() run once.
 struct BusCore : std::enable_shared_from_this<BusCore> {
   explicit BusCore(BusOptions opts)
-      : options(std::move(opts)), inline_mode(options.inline_dispatch) {}
+      : options(std::move(opts)), inline_mode(options.dispatch == DispatchPolicy::inline_on_publisher) {}
 
-  const BusOptions options;
-  const bool inline_mode;
+  const BusOptions options;  // normalized: `dispatch` is the policy, inline_dispatch agrees
+  const bool inline_mode;    // DispatchPolicy::inline_on_publisher
   Quiescence quiet;
   BusLogs logs;
   RouteTable routes{options.match_cache_capacity, quiet};
@@ -241,6 +252,8 @@ void Subscription::resume() {
 namespace {
 BusOptions normalized(BusOptions options) {
   if (options.batch_size == 0) options.batch_size = 1;
+  if (options.inline_dispatch) options.dispatch = DispatchPolicy::inline_on_publisher;  // the older spelling
+  options.inline_dispatch = options.dispatch == DispatchPolicy::inline_on_publisher;
   if (!options.inline_dispatch && options.dispatcher_threads == 0) {
     options.dispatcher_threads = std::max(1u, std::thread::hardware_concurrency());
   }
@@ -393,6 +406,7 @@ bool EventBus::has_room(std::string_view event_name) const {
 }
 
 bool EventBus::stopped() const noexcept { return core_->closed.load(); }
+DispatchPolicy EventBus::dispatch_policy() const noexcept { return core_->options.dispatch; }
 bool EventBus::is_inline() const noexcept { return core_->inline_mode; }
 std::size_t EventBus::dispatcher_threads() const noexcept { return core_->pool.size(); }
 std::uint64_t EventBus::pending() const noexcept {

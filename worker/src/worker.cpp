@@ -493,7 +493,7 @@ void Worker::start() {
     BusOptions bus_options;
     bus_options.name = w.config.name;
     bus_options.dispatcher_threads = w.config.dispatcher_threads;
-    bus_options.inline_dispatch = w.config.inline_dispatch;
+    bus_options.dispatch = w.config.dispatch;
     if (!w.thread_start_hooks.empty()) {
       bus_options.on_dispatcher_start = [&w] { w.run_thread_hooks(w.thread_start_hooks, "on_worker_startup"); };
     }
