@@ -656,3 +656,37 @@ TEST(EventBusIdleSpin, StopDoesNotWaitForAWatchingDispatcher) {
   EXPECT_TRUE(report.drained);
   EXPECT_LT(report.duration, 1s) << "stop() waited for the idle spin";
 }
+
+TEST(EventBusDispatchPolicy, NamesRoundTripAndUnknownNamesAreRejectedByName) {
+  using herald::DispatchPolicy;
+  for (auto p : {DispatchPolicy::dispatcher_pool, DispatchPolicy::inline_on_publisher}) {
+    EXPECT_EQ(herald::parse_dispatch_policy(herald::to_string(p)), p);
+  }
+  try {
+    (void)herald::parse_dispatch_policy("inline");
+    FAIL() << "expected UnknownValueError";
+  } catch (const herald::UnknownValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("inline"), std::string::npos) << e.what();
+  }
+}
+
+TEST(EventBusDispatchPolicy, InlineOnPublisherRunsHandlersInsidePublishOnTheCallingThread) {
+  EventBus bus({.dispatch = herald::DispatchPolicy::inline_on_publisher});
+  EXPECT_TRUE(bus.is_inline());
+  EXPECT_EQ(bus.dispatch_policy(), herald::DispatchPolicy::inline_on_publisher);
+  EXPECT_EQ(bus.dispatcher_threads(), 0u);
+  std::thread::id ran_on;
+  auto sub = bus.subscribe({"a"}, [&](const EventPtr&) { ran_on = std::this_thread::get_id(); });
+  const auto report = bus.publish(make("a"));
+  EXPECT_EQ(report.delivered, 1u);
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+}
+
+TEST(EventBusDispatchPolicy, TheOlderInlineDispatchFlagSelectsInlineOnPublisher) {
+  EventBus inline_bus({.inline_dispatch = true});
+  EXPECT_EQ(inline_bus.dispatch_policy(), herald::DispatchPolicy::inline_on_publisher);
+  EventBus pool_bus({.dispatcher_threads = 1});
+  EXPECT_EQ(pool_bus.dispatch_policy(), herald::DispatchPolicy::dispatcher_pool);
+  EXPECT_FALSE(pool_bus.is_inline());
+  EXPECT_EQ(pool_bus.dispatcher_threads(), 1u);
+}

@@ -43,7 +43,7 @@ json to_file_json(const WorkerConfig& c) {
   json j = json::object();
   j["worker"] = {{"name", c.name},
                  {"dispatcher_threads", c.dispatcher_threads},
-                 {"inline_dispatch", c.inline_dispatch},
+                 {"dispatch", std::string(herald::to_string(c.dispatch))},
                  {"shutdown_drain_timeout_ms", c.shutdown_drain_timeout.count()},
                  {"intake_capacity", c.intake_capacity},
                  {"intake_overflow", std::string(herald::to_string(c.intake_overflow))},

@@ -172,6 +172,37 @@ TEST(WorkerConfigSections, SectionsOfTheWrongTypeNameTheSection) {
   }
 }
 
+TEST(WorkerConfigSections, DispatchNamesThePolicyAndInlineDispatchIsItsOlderSpelling) {
+  auto j = base();
+  j["worker"] = {{"dispatch", "inline_on_publisher"}};
+  EXPECT_EQ(WorkerConfig::from_json(j).dispatch, herald::DispatchPolicy::inline_on_publisher);
+  j["worker"] = {{"dispatch", "dispatcher_pool"}, {"inline_dispatch", false}};
+  EXPECT_EQ(WorkerConfig::from_json(j).dispatch, herald::DispatchPolicy::dispatcher_pool);
+  j["worker"] = {{"inline_dispatch", false}};
+  EXPECT_EQ(WorkerConfig::from_json(j).dispatch, herald::DispatchPolicy::dispatcher_pool);
+  j["worker"] = json::object();
+  EXPECT_EQ(WorkerConfig::from_json(j).dispatch, herald::DispatchPolicy::dispatcher_pool);
+}
+
+TEST(WorkerConfigSections, AnUnknownOrContradictedDispatchIsRejectedByName) {
+  auto j = base();
+  j["worker"] = {{"dispatch", "inline"}};
+  try {
+    (void)WorkerConfig::from_json(j);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key_path(), "worker.dispatch");
+    EXPECT_NE(std::string(e.what()).find("inline"), std::string::npos) << e.what();
+  }
+  j["worker"] = {{"dispatch", "dispatcher_pool"}, {"inline_dispatch", true}};
+  try {
+    (void)WorkerConfig::from_json(j);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key_path(), "worker.inline_dispatch");
+  }
+}
+
 TEST(WorkerConfigSections, WorkerSectionValuesAreRead) {
   auto j = base();
   j["worker"] = {{"name", "w"},
@@ -182,7 +213,7 @@ TEST(WorkerConfigSections, WorkerSectionValuesAreRead) {
                  {"shutdown_drain_timeout_ms", 700}};
   const auto c = WorkerConfig::from_json(j);
   EXPECT_EQ(c.name, "w");
-  EXPECT_TRUE(c.inline_dispatch);
+  EXPECT_EQ(c.dispatch, herald::DispatchPolicy::inline_on_publisher);  // the older key
   EXPECT_EQ(c.intake_capacity, 5u);
   EXPECT_EQ(c.intake_overflow, herald::OverflowPolicy::drop_newest);
   EXPECT_EQ(c.intake_block_timeout, 20ms);

@@ -76,7 +76,7 @@ void parse_worker_section(const json& w, WorkerConfig& c) {
   const std::string path = "worker";
   jf::require_object(w, path);
   jf::reject_unknown_keys(w,
-                          {"name", "dispatcher_threads", "inline_dispatch",
+                          {"name", "dispatcher_threads", "dispatch", "inline_dispatch",
                            "shutdown_drain_timeout_ms", "intake_capacity", "intake_overflow",
                            "intake_block_timeout_ms"},
                           path);
@@ -84,7 +84,22 @@ void parse_worker_section(const json& w, WorkerConfig& c) {
   if (c.name.empty()) throw ValidationError("worker.name", "must not be empty");
   c.dispatcher_threads =
       static_cast<std::size_t>(jf::optional_int(w, "dispatcher_threads", path, 0, 1024).value_or(0));
-  c.inline_dispatch = jf::optional_bool(w, "inline_dispatch", path).value_or(false);
+  // "dispatch" names the policy; "inline_dispatch" (a bool) is its older spelling, kept for
+  // existing files. Both may be given if they agree.
+  const auto inline_dispatch = jf::optional_bool(w, "inline_dispatch", path);
+  if (auto d = jf::optional_string(w, "dispatch", path)) {
+    try {
+      c.dispatch = parse_dispatch_policy(*d);
+    } catch (const UnknownValueError& e) {
+      throw ValidationError("worker.dispatch", e.what());
+    }
+    if (inline_dispatch && *inline_dispatch != (c.dispatch == DispatchPolicy::inline_on_publisher)) {
+      throw ValidationError("worker.inline_dispatch",
+                            "contradicts worker.dispatch \"" + *d + "\" (give one of the two)");
+    }
+  } else if (inline_dispatch) {
+    c.dispatch = *inline_dispatch ? DispatchPolicy::inline_on_publisher : DispatchPolicy::dispatcher_pool;
+  }
   c.shutdown_drain_timeout = optional_ms(w, "shutdown_drain_timeout_ms", path, c.shutdown_drain_timeout);
   c.intake_capacity = static_cast<std::size_t>(
       jf::optional_int(w, "intake_capacity", path, 1, 100'000'000).value_or(10'000));

@@ -1,5 +1,6 @@
 #include <herald/worker/worker.hpp>
 
+#include <herald/events/detail/bounded_queue.hpp>
 #include <herald/events/enums.hpp>
 #include <herald/events/log.hpp>
 #include <herald/postgres/publisher.hpp>
@@ -183,10 +184,12 @@ struct Worker::Impl {
   std::shared_ptr<const StepTable> steps;
 
   // Intake: a bounded queue drained by one thread, so events are published in completion order.
+  // intake_mutex guards `intake` (the same BoundedQueue as a bus mailbox's: capacity, overflow
+  // policy and block timeout from the config; closed until start()) and `intake_busy`.
+  using IntakeLock = std::unique_lock<std::mutex>;
   mutable std::mutex intake_mutex;
-  std::condition_variable intake_not_empty, intake_not_full, intake_idle;
-  std::deque<StepCompletion> intake;
-  bool intake_closed = true;
+  std::condition_variable intake_idle;
+  detail::BoundedQueue<StepCompletion> intake;
   bool intake_busy = false;
   std::thread intake_thread;
   // Taken from `intake` by the intake thread, not yet started (fewer than kIntakeBatch).
@@ -208,7 +211,11 @@ struct Worker::Impl {
   RateLimiter error_log{10, std::chrono::seconds(1)};
 
   Impl(WorkerConfig c, PublisherRegistry& p)
-      : config(std::move(c)), publishers(p), steps(std::make_shared<const StepTable>(config.steps)) {}
+      : config(std::move(c)),
+        publishers(p),
+        steps(std::make_shared<const StepTable>(config.steps)),
+        intake({config.intake_capacity, config.intake_overflow, config.intake_block_timeout},
+               /*closed=*/true) {}
 
   void transition(WorkerState to) {
     WorkerState from;
@@ -315,18 +322,13 @@ struct Worker::Impl {
     batch.reserve(kIntakeBatch);
     while (true) {
       {
-        std::unique_lock lock(intake_mutex);
-        intake_not_empty.wait(lock, [&] { return !intake.empty() || intake_closed; });
-        if (intake.empty()) break;  // closed and drained
-        const std::size_t n = std::min(intake.size(), kIntakeBatch);
-        for (std::size_t i = 0; i < n; ++i) {
-          batch.push_back(std::move(intake.front()));
-          intake.pop_front();
-        }
+        IntakeLock lock(intake_mutex);
+        if (!intake.wait_for_items(lock)) break;  // closed and drained
+        // Wakes the submitters blocked for room (only if there are any).
+        const std::size_t n = intake.take(lock, kIntakeBatch, batch);
         intake_in_hand.store(n, std::memory_order_relaxed);
         intake_busy = true;
       }
-      intake_not_full.notify_all();
       {
         std::optional<EventBus::DeferWakes> defer;
         if (bus) defer.emplace(*bus);
@@ -343,9 +345,9 @@ struct Worker::Impl {
       }
       batch.clear();
       {
-        std::lock_guard lock(intake_mutex);
+        IntakeLock lock(intake_mutex);
         intake_busy = false;
-        if (intake.empty()) intake_idle.notify_all();
+        if (intake.empty(lock)) intake_idle.notify_all();
       }
     }
     std::lock_guard lock(intake_mutex);
@@ -353,8 +355,8 @@ struct Worker::Impl {
   }
 
   bool wait_intake_idle(std::chrono::steady_clock::time_point deadline) {
-    std::unique_lock lock(intake_mutex);
-    return intake_idle.wait_until(lock, deadline, [&] { return intake.empty() && !intake_busy; });
+    IntakeLock lock(intake_mutex);
+    return intake_idle.wait_until(lock, deadline, [&] { return intake.empty(lock) && !intake_busy; });
   }
 
   void start_subscriber(const std::shared_ptr<Subscriber>& s) { subscribers->register_subscriber(s); }
@@ -491,7 +493,7 @@ void Worker::start() {
     BusOptions bus_options;
     bus_options.name = w.config.name;
     bus_options.dispatcher_threads = w.config.dispatcher_threads;
-    bus_options.inline_dispatch = w.config.inline_dispatch;
+    bus_options.dispatch = w.config.dispatch;
     if (!w.thread_start_hooks.empty()) {
       bus_options.on_dispatcher_start = [&w] { w.run_thread_hooks(w.thread_start_hooks, "on_worker_startup"); };
     }
@@ -556,8 +558,8 @@ void Worker::start() {
   }
 
   {
-    std::lock_guard lock(w.intake_mutex);
-    w.intake_closed = false;
+    Impl::IntakeLock lock(w.intake_mutex);
+    w.intake.reopen(lock);
     w.intake_abandoned.store(false);
   }
   w.intake_thread = std::thread([&w] { w.intake_main(); });
@@ -566,70 +568,42 @@ void Worker::start() {
 
 bool Worker::intake_has_room() const {
   auto& w = *impl_;
-  std::lock_guard lock(w.intake_mutex);
-  return w.intake_closed || w.intake.size() < w.config.intake_capacity;
+  Impl::IntakeLock lock(w.intake_mutex);
+  return w.intake.closed(lock) || w.intake.has_room(lock);
 }
 
 bool Worker::complete_step(StepCompletion completion, PublishWait wait) {
   auto& w = *impl_;
-  std::unique_lock lock(w.intake_mutex);
-  if (w.intake_closed) {
-    w.rejected.fetch_add(1);
-    return false;
-  }
-  if (w.intake.size() >= w.config.intake_capacity) {
-    switch (w.config.intake_overflow) {
-      case OverflowPolicy::drop_newest:
-        w.rejected.fetch_add(1);
-        return false;
-      case OverflowPolicy::drop_oldest:
-        w.intake.pop_front();  // accepted earlier, displaced now: dropped, not rejected
-        w.dropped.fetch_add(1);
-        break;
-      case OverflowPolicy::block: {
-        if (wait == PublishWait::overcommit) {
-          // The caller may not wait (an event loop's own thread): take it beyond capacity.
-          w.overcommitted.fetch_add(1);
-          if (w.overcommit_log.allow()) {
-            logger()->warn("worker '{}': intake full (capacity {}) and the caller may not wait (an event "
-                           "loop's own thread): accepted beyond capacity; await complete_step_async() "
-                           "to wait for room instead",
-                           w.config.name, w.config.intake_capacity);
-          }
-          break;
-        }
-        if (wait == PublishWait::drop) {
-          w.rejected.fetch_add(1);
-          return false;
-        }
-        // Wait with the lock released around the BlockingScope's edges (Python drops the GIL
-        // first and takes it back holding no herald lock).
-        const auto deadline = std::chrono::steady_clock::now() + w.config.intake_block_timeout;
-        const auto ready = [&] { return w.intake_closed || w.intake.size() < w.config.intake_capacity; };
-        bool room = ready();
-        while (!room) {
-          lock.unlock();
-          {
-            BlockingScope waiting;
-            std::unique_lock relock(w.intake_mutex);
-            room = w.intake_not_full.wait_until(relock, deadline, ready);
-          }
-          lock.lock();
-          if (!room) break;
-          room = ready();
-        }
-        if (!room || w.intake_closed) {
-          w.rejected.fetch_add(1);
-          return false;
-        }
-        break;
+  Impl::IntakeLock lock(w.intake_mutex);
+  // A full intake follows its overflow policy. Unlike a mailbox, a completion refused here was
+  // never accepted: `rejected`, not `dropped` (a drop_oldest displacement is a drop).
+  switch (w.intake.make_room(lock, wait, nullptr, [] {})) {
+    case detail::Admission::room:
+      break;
+    case detail::Admission::displaced:  // accepted earlier, displaced now: dropped, not rejected
+      w.dropped.fetch_add(1);
+      break;
+    case detail::Admission::overcommitted:
+      // The caller may not wait (an event loop's own thread): take it beyond capacity.
+      w.overcommitted.fetch_add(1);
+      if (w.overcommit_log.allow()) {
+        logger()->warn("worker '{}': intake full (capacity {}) and the caller may not wait (an event "
+                       "loop's own thread): accepted beyond capacity; await complete_step_async() "
+                       "to wait for room instead",
+                       w.config.name, w.config.intake_capacity);
       }
-    }
+      break;
+    case detail::Admission::full:
+    case detail::Admission::may_not_wait:
+    case detail::Admission::timed_out:
+    case detail::Admission::closed:
+      w.rejected.fetch_add(1);
+      return false;
   }
-  w.intake.push_back(std::move(completion));
+  const bool wake = w.intake.push(lock, std::move(completion));
   w.received.fetch_add(1);
   lock.unlock();
-  w.intake_not_empty.notify_one();
+  if (wake) w.intake.notify_consumer();
   return true;
 }
 
@@ -639,18 +613,19 @@ std::size_t Worker::complete_steps(std::span<StepCompletion> completions, Publis
   while (i < completions.size()) {
     // Those that find room now, under one lock and with one notify.
     std::size_t taken = 0;
+    bool wake = false;
     {
-      std::lock_guard lock(w.intake_mutex);
-      if (w.intake_closed) break;
-      while (i < completions.size() && w.intake.size() < w.config.intake_capacity) {
-        w.intake.push_back(std::move(completions[i++]));
+      Impl::IntakeLock lock(w.intake_mutex);
+      if (w.intake.closed(lock)) break;
+      while (i < completions.size() && w.intake.has_room(lock)) {
+        wake = w.intake.push(lock, std::move(completions[i++]));
         ++taken;
       }
     }
     if (taken > 0) {
       w.received.fetch_add(taken);
       accepted += taken;
-      w.intake_not_empty.notify_one();
+      if (wake) w.intake.notify_consumer();
     }
     // A full intake: this one goes through complete_step() and its overflow policy.
     if (i < completions.size()) accepted += complete_step(std::move(completions[i++]), wait) ? 1 : 0;
@@ -696,18 +671,15 @@ WorkerStopReport Worker::stop(std::optional<std::chrono::milliseconds> deadline)
 
   // 1. Close intake; the intake thread publishes what is queued, then exits.
   {
-    std::lock_guard lock(w.intake_mutex);
-    w.intake_closed = true;
+    Impl::IntakeLock lock(w.intake_mutex);
+    w.intake.close(lock);  // wakes the intake thread and the blocked submitters
   }
-  w.intake_not_empty.notify_all();
-  w.intake_not_full.notify_all();
   bool intake_timed_out = false;
   if (!w.wait_intake_idle(until)) {
-    std::lock_guard lock(w.intake_mutex);
-    report.intake_undelivered = w.intake.size();
+    Impl::IntakeLock lock(w.intake_mutex);
     // Accepted but given up on: dropped, so that received == processed + dropped + queued holds.
-    w.dropped.fetch_add(w.intake.size());
-    w.intake.clear();
+    report.intake_undelivered = w.intake.clear(lock);
+    w.dropped.fetch_add(report.intake_undelivered);
     w.intake_abandoned.store(true);  // the intake thread exits after its current completion
     intake_timed_out = true;
     report.graceful = false;
@@ -882,8 +854,8 @@ nlohmann::json Worker::status() const {
                       {"overcommitted", w.overcommitted.load()}};
   j["hook_errors"] = w.hook_errors.load();
   {
-    std::lock_guard lock(w.intake_mutex);
-    j["queues"] = {{"intake_depth", w.intake.size() + w.intake_in_hand.load(std::memory_order_relaxed)},
+    Impl::IntakeLock lock(w.intake_mutex);
+    j["queues"] = {{"intake_depth", w.intake.size(lock) + w.intake_in_hand.load(std::memory_order_relaxed)},
                    {"intake_capacity", w.config.intake_capacity}};
   }
   if (w.bus) {
@@ -914,9 +886,9 @@ nlohmann::json Worker::health() const {
     if (j["subscribers"].contains("healthy") && !j["subscribers"]["healthy"].get<bool>()) healthy = false;
   }
   {
-    std::lock_guard lock(w.intake_mutex);
-    const bool intake_full = w.intake.size() >= w.config.intake_capacity;
-    j["intake"] = {{"depth", w.intake.size()}, {"capacity", w.config.intake_capacity}, {"full", intake_full}};
+    Impl::IntakeLock lock(w.intake_mutex);
+    const bool intake_full = !w.intake.has_room(lock);
+    j["intake"] = {{"depth", w.intake.size(lock)}, {"capacity", w.config.intake_capacity}, {"full", intake_full}};
     if (intake_full) healthy = false;
   }
   if (w.transport) {

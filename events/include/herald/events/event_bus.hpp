@@ -29,6 +29,51 @@ std::string_view to_string(OverflowPolicy policy) noexcept;
 /// Throws UnknownValueError naming the value ("block", "drop_newest", "drop_oldest").
 OverflowPolicy parse_overflow_policy(std::string_view text);
 
+/// Which threads run a bus's handlers, and with it the bus's locking contract. Set once, in
+/// BusOptions::dispatch; EventBus::dispatch_policy() reports it.
+///
+/// Both: a subscription's handler runs one call at a time, in publish order per publishing
+/// thread; an exception in a handler marks the event failed and reaches neither the publisher
+/// nor other subscriptions; every wait on another thread runs in a BlockingScope (Python drops
+/// the GIL); `release()` and `stats()` mean the same; unsubscribe() drops what is queued
+/// (counted) and, when it returns, the handler is not running and will not run again (unless
+/// called from inside that handler: the current call finishes).
+enum class DispatchPolicy : std::uint8_t {
+  /// Handlers run on the bus's dispatcher threads (BusOptions::dispatcher_threads), never on
+  /// the publisher's. Each subscription has a bounded mailbox (SubscribeOptions: capacity,
+  /// overflow, block_timeout); publish() only queues, and waits only for room in a full
+  /// `block` mailbox (PublishWait). No herald lock is held while a handler runs. A handler may
+  /// publish, subscribe and unsubscribe freely (a publish from a handler only queues; note that
+  /// one to its own full `block` mailbox waits its block_timeout out, since only its own
+  /// dispatcher would make room). pause() holds the subscription's events in its mailbox (also
+  /// between two events of a batch) until resume(). drain() waits until every queued event has
+  /// been handled; stop() drains within its deadline, drops what is left (counted) and joins
+  /// the dispatchers (not from a dispatcher thread: StateError). DeferWakes batches wake-ups.
+  dispatcher_pool,
+  /// Handlers run on the publishing thread, inside publish(), which returns when they have
+  /// run (PublishReport::failed counts those that threw). No dispatcher threads, no mailbox:
+  /// capacity, overflow, PublishWait, DeferWakes and the dispatcher hooks do not apply, and
+  /// pause() is ignored (there is nowhere to hold events). Each subscription has a *gate*
+  /// that serializes its handler calls:
+  ///  - re-entrant: a handler that publishes to its own subscription runs the new event
+  ///    nested, at once, on the same thread;
+  ///  - a publisher outside any herald handler that finds the gate held by another thread
+  ///    waits for it (in a BlockingScope: Python releases the GIL first, after trying once);
+  ///  - a thread that is itself inside a handler (inline or pool) never waits for a gate held
+  ///    by another thread: it hands the event to the gate's holder, which runs it (in hand-off
+  ///    order) before letting the gate go, and publish returns without waiting. So two inline
+  ///    handlers that publish to each other from two threads cannot deadlock; the price is
+  ///    that such an event runs on the other thread, after publish returned.
+  /// drain() waits for the publishes in progress (their handlers and hand-offs included);
+  /// stop() refuses new publishes and waits for those in progress within its deadline;
+  /// unsubscribe() waits for a call running on another thread by taking the gate, and drops
+  /// hand-offs still waiting (counted).
+  inline_on_publisher,
+};
+std::string_view to_string(DispatchPolicy policy) noexcept;
+/// Throws UnknownValueError naming the value ("dispatcher_pool", "inline_on_publisher").
+DispatchPolicy parse_dispatch_policy(std::string_view text);
+
 /// How a publish may wait when a `block` mailbox is full (the other policies never wait).
 enum class PublishWait : std::uint8_t {
   /// Wait for room up to the subscription's block_timeout, then drop (the default).
@@ -73,7 +118,7 @@ struct SubscriptionStats {
 /// One event's outcome in a batch handler.
 enum class HandleOutcome : std::uint8_t { handled, failed };
 
-/// Called on a dispatcher thread (or the publishing thread, inline) for each event. An exception
+/// Called on a dispatcher thread (or the publishing thread: DispatchPolicy) for each event. An exception
 /// marks the event failed; it never reaches the publisher or other subscriptions.
 using EventHandler = std::function<void(const EventPtr&)>;
 /// Called with up to BusOptions::batch_size consecutive events of one subscription; fills one
@@ -114,8 +159,8 @@ class Subscription {
   SubscriptionStats stats() const;
   /// Holds deliveries: events keep arriving (bounded by the mailbox and its overflow policy)
   /// but the handler is not called until resume(). Takes effect before the next event, also in
-  /// the middle of a dispatcher's batch. Used by circuit breakers. Ignored in inline mode, where
-  /// there is no mailbox to hold events in (the handler runs on the publishing thread).
+  /// the middle of a dispatcher's batch. Used by circuit breakers. Ignored under
+  /// DispatchPolicy::inline_on_publisher, where there is no mailbox to hold events in.
   void pause();
   void resume();
 
@@ -155,9 +200,13 @@ class BlockingScope {
 };
 
 struct BusOptions {
-  /// Dispatcher pool size; 0 means std::thread::hardware_concurrency().
+  /// Dispatcher pool size; 0 means std::thread::hardware_concurrency(). Unused inline.
   std::size_t dispatcher_threads = 0;
-  /// Run handlers on the publishing thread instead of a pool (see EventBus for the contract).
+  /// Which threads run handlers, and the locking contract that goes with it (DispatchPolicy).
+  DispatchPolicy dispatch = DispatchPolicy::dispatcher_pool;
+  /// The older spelling of `dispatch = DispatchPolicy::inline_on_publisher`, kept for existing
+  /// callers (designated initializers, the Python binding's EventBus(inline=True), the config
+  /// file's worker.inline_dispatch): true selects inline_on_publisher whatever `dispatch` says.
   bool inline_dispatch = false;
   /// Most events a dispatcher takes from one mailbox before moving on (fairness vs overhead).
   std::size_t batch_size = 64;
@@ -174,7 +223,7 @@ struct BusOptions {
   /// Bound on cached per-name routing answers.
   std::size_t match_cache_capacity = 16'384;
   /// Run on each dispatcher thread as it starts and before it exits (per-thread resources).
-  /// Exceptions are logged. Never called in inline mode.
+  /// Exceptions are logged. Never called under DispatchPolicy::inline_on_publisher.
   std::function<void()> on_dispatcher_start;
   std::function<void()> on_dispatcher_stop;
   std::string name = "bus";
@@ -213,20 +262,8 @@ struct BusStats {
 /// handlers on a dispatcher thread, it stops without draining (queued events are dropped and
 /// counted), joins the other dispatchers and lets its own thread finish the handler and exit.
 ///
-/// Locking contract. Pool mode (the default): no herald lock is held while a handler runs;
-/// handlers run on dispatcher threads, one call at a time per subscription, in publish order.
-/// Inline mode (BusOptions::inline_dispatch): publish() runs the handlers on the calling thread
-/// while holding the subscription's *gate*, which serializes its handler calls:
-///  - re-entrant: a handler that publishes to its own subscription runs the new event nested,
-///    at once, on the same thread;
-///  - a publisher outside any herald handler that finds the gate held by another thread waits
-///    for it (inside a BlockingScope: Python releases the GIL first, after trying once);
-///  - a thread that is itself inside a handler (inline or pool) never waits for a gate held by
-///    another thread: it hands the event to the gate's holder, which runs it (in hand-off order)
-///    before letting the gate go, and publish returns without waiting. So two inline handlers
-///    that publish to each other from two threads cannot deadlock; the price is that such an
-///    event runs on the other thread, after publish returned.
-/// pause() is ignored inline (there is no mailbox to hold events in).
+/// Locking contract: see DispatchPolicy (which threads run handlers, what pause, drain, stop
+/// and unsubscribe mean, re-entrancy) for each of the two policies.
 class EventBus {
  public:
   explicit EventBus(BusOptions options = {});
@@ -269,7 +306,7 @@ class EventBus {
   /// on this bus (a full `block` mailbox, drain(), stop()), so it never holds back the events
   /// its own thread waits for; code run inside the scope must not wait in any other way for a
   /// handler to handle an event published in the scope (it would wait until the scope ends).
-  /// Inline buses ignore it (they have no dispatchers). Scopes nest; a scope opened while
+  /// Inline buses (DispatchPolicy::inline_on_publisher) ignore it: they have no dispatchers. Scopes nest; a scope opened while
   /// another bus's scope is open on the thread does nothing. A scope belongs to the thread that
   /// opened it and must end before the bus is destroyed. Not copyable, not movable.
   class DeferWakes {
@@ -286,6 +323,8 @@ class EventBus {
   };
 
   bool stopped() const noexcept;
+  DispatchPolicy dispatch_policy() const noexcept;
+  /// dispatch_policy() == DispatchPolicy::inline_on_publisher.
   bool is_inline() const noexcept;
   std::size_t dispatcher_threads() const noexcept;
   /// Events queued or running across all subscriptions.

@@ -81,7 +81,10 @@ struct SubscriberConfig {
 struct WorkerConfig {
   std::string name = "herald-worker";
   std::size_t dispatcher_threads = 0;  ///< 0: one per core
-  bool inline_dispatch = false;
+  /// Which threads run the bus's handlers (herald::DispatchPolicy). In the file:
+  /// `"dispatch": "dispatcher_pool" | "inline_on_publisher"`, or the older
+  /// `"inline_dispatch": true` for inline_on_publisher.
+  DispatchPolicy dispatch = DispatchPolicy::dispatcher_pool;
   std::chrono::milliseconds shutdown_drain_timeout{5'000};
   std::size_t intake_capacity = 10'000;
   OverflowPolicy intake_overflow = OverflowPolicy::block;
