@@ -75,7 +75,7 @@ void check_accepted(const WorkerConfig& c) {
   if (c.zeromq && c.zeromq->publish.empty()) fail("accepted zeromq without endpoints");
   for (const auto& s : c.subscribers) {
     if (s.subscribes_to.empty()) fail("accepted a subscriber without patterns");
-    if (s.type == "audit" && !s.path) fail("accepted an audit subscriber without a path");
+    if (s.type == herald::SubscriberType::audit && !s.path) fail("accepted an audit subscriber without a path");
   }
   (void)c.declared_publishers();
 
