@@ -51,7 +51,7 @@ json to_file_json(const WorkerConfig& c) {
   if (c.zeromq) {
     const auto& z = *c.zeromq;
     json t = {{"publish", z.publish},           {"bind", z.bind},
-              {"encoding", z.encoding},         {"send_hwm", z.send_hwm},
+              {"encoding", std::string(herald::to_string(z.encoding))},        {"send_hwm", z.send_hwm},
               {"linger_ms", z.linger.count()},  {"curve_allow", json::array()}};
     if (z.curve_secret_key) t["curve_secret_key"] = z.curve_secret_key->string();
     if (z.curve_server_key) t["curve_server_key"] = z.curve_server_key->string();
