@@ -177,8 +177,9 @@ const std::string& DomainEvent::json_text() const {
     append_json_string(out, event_id_);
     out.append(R"(,"event_name":)");
     append_json_string(out, event_name_);
-    out.append(R"(,"event_version":)");
-    append_json_string(out, kEventVersion);
+    out.append(R"(,"event_version":")");
+    out.append(kEventVersion);  // a constant with nothing to escape
+    out.push_back('"');
     out.append(R"(,"execution_result":{"error":)");
     const auto& r = execution_result_;
     if (r.error) {
@@ -212,9 +213,14 @@ const std::string& DomainEvent::json_text() const {
       append_json_string(out, k);
       out.push_back(':');
     };
+    // The table's keys are plain ASCII identifiers (nothing to escape): copied as they are.
     auto base = [&](std::size_t b) {
       const auto& f = kMetadataFields[by_key[b]];
-      key(f.name);
+      out.push_back(first ? '{' : ',');
+      first = false;
+      out.push_back('"');
+      out.append(f.name);
+      out.append("\":");
       append_json_string(out, m.*f.member);
     };
     std::size_t b = 0;

@@ -39,7 +39,7 @@ json Publisher::transform_payload(const StepEventContext& ctx, const EventDeclar
 }
 
 json Publisher::additional_metadata(const StepEventContext&, const EventDeclaration&) {
-  return json::object();
+  return nullptr;
 }
 
 bool Publisher::before_publish(const StepEventContext&, const EventPtr&) { return true; }

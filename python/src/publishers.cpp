@@ -69,7 +69,7 @@ class PyPublisher final : public Publisher {
     PyCall call;
     try {
       py::object meta = hook("additional_metadata", make_context(ctx));
-      return meta.is_none() ? nlohmann::json::object() : to_json(meta, "metadata");
+      return meta.is_none() ? nlohmann::json() : to_json(meta, "metadata");
     } catch (py::error_already_set& e) {
       throw capture(e);
     }

@@ -92,56 +92,59 @@ TEST(BoundedQueue, BlockTimesOutWhenNoRoomComes) {
   EXPECT_EQ(take_all(q, m), (std::vector<int>{1}));
 }
 
-TEST(BoundedQueue, BlockWaitsForRoomThatATakeMakes) {
+// A full block-policy queue (capacity 1, holding 1) and a producer thread offering 2 to it; the
+// producer is known to wait (lock released) once `waiting()` holds.
+struct BlockedProducer {
   std::mutex m;
-  Queue q({.capacity = 1, .overflow = OverflowPolicy::block, .block_timeout = 30s});
-  offer(q, m, 1);
-  std::atomic<int> hook_calls{0};
-  std::atomic<bool> done{false};
+  Queue q{{.capacity = 1, .overflow = OverflowPolicy::block, .block_timeout = 30s}};
+  std::atomic<bool> waited{false};
   Admission result{};
-  std::thread producer([&] {
-    Lock lock(m);
-    result = q.make_room(lock, PublishWait::allowed, nullptr, [&] { ++hook_calls; });
-    if (admitted(result)) q.push(lock, 2);
-    done = true;
-  });
-  ASSERT_TRUE(wait_for([&] { return hook_calls.load() > 0; }));  // it waits (lock released)
-  EXPECT_FALSE(done.load());
+  std::thread producer;
+
+  BlockedProducer() {
+    offer(q, m, 1);
+    producer = std::thread([this] {
+      Lock lock(m);
+      result = q.make_room(lock, PublishWait::allowed, nullptr, [this] { waited = true; });
+      if (admitted(result)) q.push(lock, 2);
+    });
+  }
+  ~BlockedProducer() {
+    if (producer.joinable()) producer.join();
+  }
+  bool waiting() const { return waited.load(); }
+};
+
+TEST(BoundedQueue, BlockWaitsForRoomThatATakeMakes) {
+  BlockedProducer b;
+  ASSERT_TRUE(wait_for([&] { return b.waiting(); }));
   {
     std::vector<int> out;
-    Lock lock(m);
-    EXPECT_EQ(q.take(lock, 1, out), 1u);
+    Lock lock(b.m);
+    EXPECT_EQ(b.q.take(lock, 1, out), 1u);
   }
-  producer.join();
-  EXPECT_EQ(result, Admission::room);
-  EXPECT_EQ(take_all(q, m), (std::vector<int>{2}));
+  b.producer.join();
+  EXPECT_EQ(b.result, Admission::room);
+  EXPECT_EQ(take_all(b.q, b.m), (std::vector<int>{2}));
 }
 
 TEST(BoundedQueue, CloseRefusesNewItemsAndReleasesBlockedProducers) {
-  std::mutex m;
-  Queue q({.capacity = 1, .overflow = OverflowPolicy::block, .block_timeout = 30s});
-  offer(q, m, 1);
-  std::atomic<bool> waiting{false};
-  Admission result{};
-  std::thread producer([&] {
-    Lock lock(m);
-    result = q.make_room(lock, PublishWait::allowed, nullptr, [&] { waiting = true; });
-  });
-  ASSERT_TRUE(wait_for([&] { return waiting.load(); }));
+  BlockedProducer b;
+  ASSERT_TRUE(wait_for([&] { return b.waiting(); }));
   {
-    Lock lock(m);
-    q.close(lock);
+    Lock lock(b.m);
+    b.q.close(lock);
   }
-  producer.join();
-  EXPECT_EQ(result, Admission::closed);
-  EXPECT_EQ(offer(q, m, 5), Admission::closed);
-  EXPECT_TRUE(q.closed_relaxed());
-  Lock lock(m);
-  EXPECT_EQ(q.size(lock), 1u);  // what was queued stays until taken or cleared
-  EXPECT_EQ(q.clear(lock), 1u);
-  EXPECT_TRUE(q.empty(lock));
-  q.reopen(lock);
-  EXPECT_FALSE(q.closed(lock));
+  b.producer.join();
+  EXPECT_EQ(b.result, Admission::closed);
+  EXPECT_EQ(offer(b.q, b.m, 5), Admission::closed);
+  EXPECT_TRUE(b.q.closed_relaxed());
+  Lock lock(b.m);
+  EXPECT_EQ(b.q.size(lock), 1u);  // what was queued stays until taken or cleared
+  EXPECT_EQ(b.q.clear(lock), 1u);
+  EXPECT_TRUE(b.q.empty(lock));
+  b.q.reopen(lock);
+  EXPECT_FALSE(b.q.closed(lock));
 }
 
 TEST(BoundedQueue, TakeMovesAtMostABatchOldestFirst) {

@@ -84,7 +84,8 @@ class Publisher {
   /// The event's payload. Default: the step's result.
   virtual nlohmann::json transform_payload(const StepEventContext& ctx,
                                            const EventDeclaration& declaration);
-  /// A JSON object merged into the event's metadata last (its keys win). Default: empty.
+  /// A JSON object merged into the event's metadata last (its keys win); null adds nothing.
+  /// Default: null (an empty object would cost an allocation per event).
   virtual nlohmann::json additional_metadata(const StepEventContext& ctx,
                                              const EventDeclaration& declaration);
   /// Sees the built event before it is routed; false skips it quietly (skipped

@@ -76,11 +76,15 @@ constexpr bool keys_unique_and_c_strings() {
     const auto& f = kMetadataFields[i];
     if (f.name.empty() || f.name.data()[f.name.size()] != '\0' || f.member == nullptr) return false;
     if (metadata_field_index(f.name) != i) return false;  // an earlier row has the same key
+    // Lower-case letters and '_' only: DomainEvent::json_text writes the keys without escaping.
+    for (char c : f.name) {
+      if (!((c >= 'a' && c <= 'z') || c == '_')) return false;
+    }
   }
   return true;
 }
 static_assert(keys_unique_and_c_strings(),
-              "kMetadataFields: every key must be a unique, non-empty string literal");
+              "kMetadataFields: every key must be a unique, non-empty string literal of [a-z_]");
 }  // namespace metadata_fields_check
 
 }  // namespace herald::detail
