@@ -280,9 +280,10 @@ class Decoder {
     return object_fields(v, 2, present, [&](std::string_view key, od::value& value_of_key) {
       const Field f = metadata_field(key);
       if (f == f_extra) {
-        std::string k(key);
-        if (metadata_.extra.contains(k)) return false;  // duplicate
-        return any_value(value_of_key, metadata_.extra[std::move(k)], 2);
+        if (metadata_.extra.is_null()) metadata_.extra = json::object();
+        auto [slot, inserted] = metadata_.extra.get_ref<json::object_t&>().try_emplace(std::string(key));
+        if (!inserted) return false;  // duplicate
+        return any_value(value_of_key, slot->second, 2);
       }
       if (!mark(f)) return false;
       const auto& base = kMetadataFields[static_cast<std::size_t>(f) - f_metadata_base];
