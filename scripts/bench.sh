@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libzmq3-dev cppzmq-dev nlohmann-json3-dev libre2-dev
-  libsimdjson-dev libspdlog-dev libcli11-dev libcpp-httplib-dev libbenchmark-dev libboost-dev libjemalloc-dev postgresql libpq-dev
+  libspdlog-dev libcli11-dev libcpp-httplib-dev libbenchmark-dev libboost-dev libjemalloc-dev postgresql libpq-dev
   python3 python3-matplotlib python3-pyee python3-blinker)
 missing=()
 for p in "${packages[@]}"; do

@@ -66,8 +66,7 @@ max_len_of() {
 # libclang_rt.fuzzer in libclang-rt-14-dev, so libfuzzer-14-dev is not needed); llvm-14 has
 # llvm-symbolizer for readable reports; the rest is what herald's build needs.
 packages=(build-essential cmake pkg-config ccache clang-14 libclang-rt-14-dev llvm-14
-  libzmq3-dev cppzmq-dev nlohmann-json3-dev libre2-dev libsimdjson-dev libspdlog-dev libcli11-dev
-  libcpp-httplib-dev
+  libzmq3-dev cppzmq-dev nlohmann-json3-dev libre2-dev libspdlog-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev)
 missing=()
 for p in "${packages[@]}"; do

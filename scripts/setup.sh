@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config ccache libjemalloc-dev
-  libzmq3-dev cppzmq-dev nlohmann-json3-dev libre2-dev libsimdjson-dev libspdlog-dev libcli11-dev
-  libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libzmq3-dev cppzmq-dev nlohmann-json3-dev libre2-dev libspdlog-dev libcli11-dev libcpp-httplib-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-dev pybind11-dev python3-pytest python3-zmq mypy
   postgresql libpq-dev python3-psycopg)
 

@@ -1,32 +1,20 @@
-// One-pass decoding of the usual JSON envelope on simdjson On-Demand (Debian libsimdjson-dev):
-// the wire header and the event's typed fields are read straight from the input, so a received
-// message is not first built into a JSON tree (a node and a string per field) only to be copied
-// into the event and thrown away. Only the payload and extra metadata values become
-// nlohmann::json values. Anything outside the usual shape gives up; see wire_fast.hpp.
-//
-// Why every value is walked: On-Demand validates only what it is asked to read (its first stage
-// checks UTF-8, unescaped control characters in strings and unclosed strings for the whole input;
-// numbers, literals, escapes and the nesting of brackets are checked when reached). The general
-// path parses the whole envelope, so a key it ignores must still be read here to the last byte,
-// or invalid JSON would be accepted. The values are read as nlohmann reads them (`value` below);
-// wherever the two could differ (a number beyond 64-bit integers, a float that underflows, "-0")
-// this gives up and the general path decides.
+// One-pass decoding of the usual JSON envelope: a SAX handler that writes the wire header and the
+// event's typed fields directly, so that a received message is not first built into a JSON tree
+// (a node and a string per field) only to be copied into the event and thrown away. The payload
+// (and extra metadata keys) are built as JSON values by json_codec's DOM builder, the same values
+// the general path builds. Anything outside the usual shape gives up; see wire_fast.hpp.
 #include "wire_fast.hpp"
+
+#include "json_codec.hpp"
 
 #include <herald/events/detail/metadata_fields.hpp>
 #include <herald/events/pattern.hpp>
 
 #include <nlohmann/json.hpp>
-#include <simdjson.h>
 
-#include <algorithm>
 #include <climits>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
-#include <memory>
-#include <new>
 #include <optional>
 #include <string>
 #include <utility>
@@ -35,11 +23,14 @@ namespace herald::detail {
 
 namespace {
 
-namespace od = simdjson::ondemand;
 using nlohmann::json;
+using DomBuilder = json_codec::DomBuilder;
 
-// What a key names. Top-level fields, metadata base fields, execution_result fields and error
-// fields each have a bit of one mask, which catches duplicates.
+// Where the next key belongs.
+enum class Where : std::uint8_t { top, metadata, execution, error };
+
+// What the value after the last key is. Top-level fields, metadata fields, execution_result
+// fields and error fields have their own ranges so one bit mask can catch duplicates.
 enum Field : std::uint8_t {
   // top level
   f_wire_version, f_publisher_id, f_seq, f_name_seq, f_event_id, f_event_name, f_payload,
@@ -52,7 +43,7 @@ enum Field : std::uint8_t {
   f_message, f_error_type,
   f_count,
   // not tracked for duplicates
-  f_ignore = 64,  // a key the general path does not read: validated, then dropped
+  f_ignore = 64,  // a key the general path does not read: skipped
   f_extra,        // a metadata key that is not a base key: kept in metadata.extra
 };
 static_assert(f_count <= 32, "every tracked field needs a bit of the 32-bit duplicate mask");
@@ -68,6 +59,10 @@ Field top_field(std::string_view k) {
   if (k == "metadata") return f_metadata;
   if (k == "execution_result") return f_execution_result;
   return f_ignore;
+}
+
+bool is_metadata_base(Field f) {
+  return static_cast<std::size_t>(f) - f_metadata_base < kMetadataFieldCount;  // unsigned: below wraps
 }
 
 Field metadata_field(std::string_view k) {
@@ -90,109 +85,212 @@ Field error_field(std::string_view k) {
   return f_ignore;
 }
 
-// The value's type. A null is checked to be exactly `null` and consumed.
-bool type_of(od::value& v, od::json_type& type) {
-  if (v.type().get(type) != simdjson::SUCCESS) return false;
-  if (type != od::json_type::null) return true;
-  bool is_null = false;
-  return v.is_null().get(is_null) == simdjson::SUCCESS && is_null;
-}
-
-// A number as nlohmann reads it: an integer without '-' that fits 64 bits is number_unsigned, a
-// negative one that fits is number_integer, anything else a double. Gives up (false) where the two
-// parsers may disagree or the general path refuses: integers beyond 64 bits (nlohmann reads them
-// as doubles), "-0" (number_integer for nlohmann, which simdjson does not tell from "0"), and
-// doubles that are zero, subnormal or out of range (underflow rounding, 1e999).
-//
-// The typed getters, not get_number(): simdjson 3.0.1's get_number() loses the value of a float
-// with more than 19 significant digits (its slow path writes to a copy of the result).
-bool read_number(od::value& v, json& out) {
-  od::number_type type;
-  if (v.get_number_type().get(type) != simdjson::SUCCESS) return false;
-  switch (type) {
-    case od::number_type::unsigned_integer: {  // >= 2^63
-      std::uint64_t u = 0;
-      if (v.get_uint64().get(u) != simdjson::SUCCESS) return false;
-      out = u;
-      return true;
-    }
-    case od::number_type::signed_integer: {
-      std::int64_t i = 0;
-      if (v.get_int64().get(i) != simdjson::SUCCESS) return false;
-      if (i > 0) {
-        out = static_cast<std::uint64_t>(i);
-      } else if (i < 0) {
-        out = i;
-      } else {
-        if (v.is_negative()) return false;  // "-0"
-        out = std::uint64_t{0};
-      }
-      return true;
-    }
-    case od::number_type::floating_point_number: {
-      double d = 0;
-      if (v.get_double().get(d) != simdjson::SUCCESS || !std::isnormal(d)) return false;
-      out = d;
-      return true;
-    }
-  }
-  return false;
-}
-
-// An integer nlohmann reads as number_unsigned (see read_number); false for anything else.
-bool read_unsigned(od::value& v, std::uint64_t& out) {
-  od::number_type type;
-  if (v.get_number_type().get(type) != simdjson::SUCCESS) return false;
-  switch (type) {
-    case od::number_type::unsigned_integer: return v.get_uint64().get(out) == simdjson::SUCCESS;
-    case od::number_type::signed_integer: {
-      std::int64_t i = 0;
-      if (v.get_int64().get(i) != simdjson::SUCCESS || i < 0 || (i == 0 && v.is_negative())) {
-        return false;
-      }
-      out = static_cast<std::uint64_t>(i);
-      return true;
-    }
-    default: return false;  // integral floats where integers belong: the general path decides
-  }
-}
-
-bool read_string(od::value& v, std::string& out) {
-  std::string_view s;
-  if (v.get_string().get(s) != simdjson::SUCCESS) return false;
-  out.assign(s);
-  return true;
-}
-
 class Decoder {
  public:
   explicit Decoder(std::size_t max_depth) : max_depth_(max_depth) {}
 
-  // Reads the whole document: one object, then nothing but whitespace.
-  bool envelope(od::document& doc) {
-    if (max_depth_ < 1) return false;
-    od::object top;
-    if (doc.get_object().get(top) != simdjson::SUCCESS) return false;
-    for (auto item : top) {
-      od::field field;
-      std::string_view key;
-      if (std::move(item).get(field) != simdjson::SUCCESS ||
-          field.unescaped_key().get(key) != simdjson::SUCCESS) {
-        return false;
-      }
-      const Field f = top_field(key);
-      if (!mark(f) || !top_value(f, field.value())) return false;
+  // --- SAX interface (json_codec::read_json). Returning false stops parsing: give up.
+  bool null() {
+    if (capturing()) return forward([](DomBuilder& b) { return b.null(); });
+    if (skip_ > 0) return true;
+    switch (pending_) {
+      case f_ignore: return done();
+      case f_payload: return done();  // null payload: the default, {}
+      case f_extra: metadata_.extra[extra_key_] = nullptr; return done();
+      case f_name_seq: return done();  // null: absent
+      case f_metadata: case f_execution_result: case f_error: return done();  // defaults
+      case f_success: case f_retryable: case f_retry_count: case f_max_retries: return done();
+      case f_message: case f_error_type: error_string(pending_).clear(); return done();
+      default:
+        if (is_metadata_base(pending_)) {
+          metadata_string(pending_).clear();
+          return done();
+        }
+        return false;  // a required field that is null: missing
     }
-    // The object closed at the last structural character: at the end, else bytes trail it.
-    return doc.current_location().error() == simdjson::OUT_OF_BOUNDS;
   }
 
+  bool boolean(bool v) {
+    if (capturing()) return forward([&](DomBuilder& b) { return b.boolean(v); });
+    if (skip_ > 0) return true;
+    switch (pending_) {
+      case f_ignore: return done();
+      case f_payload: payload_ = v; return done();
+      case f_extra: metadata_.extra[extra_key_] = v; return done();
+      case f_success: execution_.success = v; return done();
+      case f_retryable: execution_.retryable = v; return done();
+      default: return false;
+    }
+  }
+
+  bool number_integer(std::int64_t v) {  // negative integers
+    if (capturing()) return forward([&](DomBuilder& b) { return b.number_integer(v); });
+    if (skip_ > 0) return true;
+    switch (pending_) {
+      case f_ignore: return done();
+      case f_payload: payload_ = v; return done();
+      case f_extra: metadata_.extra[extra_key_] = v; return done();
+      default: return false;
+    }
+  }
+
+  bool number_unsigned(std::uint64_t v) {
+    if (capturing()) return forward([&](DomBuilder& b) { return b.number_unsigned(v); });
+    if (skip_ > 0) return true;
+    switch (pending_) {
+      case f_ignore: return done();
+      case f_payload: payload_ = v; return done();
+      case f_extra: metadata_.extra[extra_key_] = v; return done();
+      case f_wire_version:
+        if (v != static_cast<std::uint64_t>(kWireVersion)) return false;
+        return done();
+      case f_seq:
+        if (v == 0) return false;
+        header_.seq = v;
+        return done();
+      case f_name_seq:
+        if (v == 0) return false;
+        header_.name_seq = v;
+        return done();
+      case f_retry_count:
+      case f_max_retries:
+        if (v > static_cast<std::uint64_t>(INT_MAX)) return false;
+        (pending_ == f_retry_count ? execution_.retry_count : execution_.max_retries) = static_cast<int>(v);
+        return done();
+      default: return false;
+    }
+  }
+
+  bool number_float(double v, const std::string& s) {
+    if (capturing()) return forward([&](DomBuilder& b) { return b.number_float(v, s); });
+    if (skip_ > 0) return true;
+    switch (pending_) {
+      case f_ignore: return done();
+      case f_payload: payload_ = v; return done();
+      case f_extra: metadata_.extra[extra_key_] = v; return done();
+      default: return false;  // integral floats for counts etc.: the general path decides
+    }
+  }
+
+  bool string(std::string& v) {
+    if (capturing()) return forward([&](DomBuilder& b) { return b.string(v); });
+    if (skip_ > 0) return true;
+    switch (pending_) {
+      case f_ignore: return done();
+      case f_payload: payload_ = std::move(v); return done();
+      case f_extra: metadata_.extra[extra_key_] = std::move(v); return done();
+      case f_publisher_id:
+        if (v.empty()) return false;
+        header_.publisher_id = std::move(v);
+        return done();
+      case f_event_id:
+        if (v.empty()) return false;
+        event_id_ = std::move(v);
+        return done();
+      case f_event_name: event_name_ = std::move(v); return done();
+      case f_message: case f_error_type: error_string(pending_) = std::move(v); return done();
+      default:
+        if (is_metadata_base(pending_)) {
+          metadata_string(pending_) = std::move(v);
+          return done();
+        }
+        return false;
+    }
+  }
+
+  bool binary(json::binary_t&) { return false; }  // not in JSON text
+
+  bool start_object(std::size_t n) {
+    if (++depth_ > max_depth_) return false;
+    if (capturing()) {
+      ++capture_depth_;
+      return forward([&](DomBuilder& b) { return b.start_object(n); });
+    }
+    if (skip_ > 0) {
+      ++skip_;
+      return true;
+    }
+    if (!started_) {
+      started_ = true;
+      where_ = Where::top;
+      pending_ = f_ignore;
+      return true;
+    }
+    switch (pending_) {
+      case f_ignore: skip_ = 1; return true;
+      case f_payload: return capture(payload_, [&](DomBuilder& b) { return b.start_object(n); });
+      case f_extra:
+        return capture(metadata_.extra[extra_key_], [&](DomBuilder& b) { return b.start_object(n); });
+      case f_metadata: where_ = Where::metadata; return true;
+      case f_execution_result: where_ = Where::execution; return true;
+      case f_error:
+        where_ = Where::error;
+        error_.emplace();
+        return true;
+      default: return false;
+    }
+  }
+
+  bool start_array(std::size_t n) {
+    if (++depth_ > max_depth_) return false;
+    if (capturing()) {
+      ++capture_depth_;
+      return forward([&](DomBuilder& b) { return b.start_array(n); });
+    }
+    if (skip_ > 0) {
+      ++skip_;
+      return true;
+    }
+    switch (pending_) {
+      case f_ignore: skip_ = 1; return true;
+      case f_payload: return capture(payload_, [&](DomBuilder& b) { return b.start_array(n); });
+      case f_extra:
+        return capture(metadata_.extra[extra_key_], [&](DomBuilder& b) { return b.start_array(n); });
+      default: return false;  // not a top-level array, nor an array where an object belongs
+    }
+  }
+
+  bool end_object() { return end([](DomBuilder& b) { return b.end_object(); }); }
+  bool end_array() { return end([](DomBuilder& b) { return b.end_array(); }); }
+
+  bool key(std::string& k) {
+    if (capturing()) return forward([&](DomBuilder& b) { return b.key(k); });
+    if (skip_ > 0) return true;
+    Field f = f_ignore;
+    switch (where_) {
+      case Where::top: f = top_field(k); break;
+      case Where::metadata:
+        f = metadata_field(k);
+        if (f == f_extra) {
+          if (metadata_.extra.contains(k)) return false;  // duplicate
+          extra_key_ = std::move(k);
+        }
+        break;
+      case Where::execution: f = execution_field(k); break;
+      case Where::error: f = error_field(k); break;
+    }
+    if (f < f_count) {  // unknown keys are ignored however often they repeat
+      const std::uint32_t bit = 1u << f;
+      if (seen_ & bit) return false;  // duplicate key: the general path keeps the last one
+      seen_ |= bit;
+    }
+    pending_ = f;
+    return true;
+  }
+
+  template <class Exception>
+  bool parse_error(std::size_t, const std::string&, const Exception&) {
+    return false;
+  }
+
+  // --- the result, after a successful parse
   std::optional<WireMessage> finish(std::string_view topic) {
     constexpr std::uint32_t required = (1u << f_wire_version) | (1u << f_publisher_id) |
                                        (1u << f_seq) | (1u << f_event_id) | (1u << f_event_name);
-    // A required field that was null was refused when read; so was an empty event_id.
-    if ((seen_ & required) != required) return std::nullopt;
+    if (!started_ || depth_ != 0 || (seen_ & required) != required) return std::nullopt;
+    // A null required field was refused above; a null event_name or event_id too.
     if (event_name_ != topic || !is_valid_event_name(event_name_)) return std::nullopt;
+    if (error_) execution_.error = std::move(error_);
     WireMessage msg;
     msg.header = std::move(header_);
     msg.encoding = WireEncoding::json;
@@ -204,210 +302,67 @@ class Decoder {
   }
 
  private:
-  // Records a tracked key; false for a duplicate (the general path keeps the last one).
-  bool mark(Field f) {
-    if (f >= f_count) return true;  // unknown and extra keys: not tracked here
-    const std::uint32_t bit = 1u << f;
-    if (seen_ & bit) return false;
-    seen_ |= bit;
-    return true;
+  bool capturing() const { return builder_.has_value(); }
+
+  template <class F>
+  bool forward(F&& f) {
+    return f(*builder_);
   }
 
-  bool top_value(Field f, od::value& v) {
-    switch (f) {
-      case f_wire_version: {
-        std::uint64_t version = 0;
-        return read_unsigned(v, version) && version == static_cast<std::uint64_t>(kWireVersion);
+  // Starts building a container value into `target` (depth is bounded here, not there).
+  template <class F>
+  bool capture(json& target, F&& first) {
+    builder_.emplace(target);
+    capture_depth_ = 1;
+    return first(*builder_);
+  }
+
+  template <class F>
+  bool end(F&& f) {
+    --depth_;
+    if (capturing()) {
+      const bool ok = f(*builder_);
+      if (--capture_depth_ == 0) {
+        builder_.reset();
+        done();
       }
-      case f_publisher_id:
-        return read_string(v, header_.publisher_id) && !header_.publisher_id.empty();
-      case f_seq: return read_unsigned(v, header_.seq) && header_.seq != 0;
-      case f_name_seq: {
-        od::json_type type;
-        if (!type_of(v, type)) return false;
-        if (type == od::json_type::null) return true;  // absent
-        return read_unsigned(v, header_.name_seq) && header_.name_seq != 0;
-      }
-      case f_event_id: return read_string(v, event_id_) && !event_id_.empty();
-      case f_event_name: return read_string(v, event_name_);
-      case f_payload: {
-        od::json_type type;
-        if (!type_of(v, type)) return false;
-        if (type == od::json_type::null) return true;  // the default, {}
-        return value(v, type, payload_, 1);
-      }
-      case f_metadata: return metadata(v);
-      case f_execution_result: return execution(v);
-      default: return skip(v, 1);
+      return ok;
     }
-  }
-
-  // `v` must be an object (or null: the defaults) at depth `depth`.
-  template <class Visit>
-  bool object_fields(od::value& v, std::size_t depth, bool& present, Visit&& visit) {
-    od::json_type type;
-    if (!type_of(v, type)) return false;
-    present = type == od::json_type::object;
-    if (type == od::json_type::null) return true;
-    if (!present || depth > max_depth_) return false;
-    od::object obj;
-    if (v.get_object().get(obj) != simdjson::SUCCESS) return false;
-    for (auto item : obj) {
-      od::field field;
-      std::string_view key;
-      if (std::move(item).get(field) != simdjson::SUCCESS ||
-          field.unescaped_key().get(key) != simdjson::SUCCESS) {
-        return false;
-      }
-      if (!visit(key, field.value())) return false;
-    }
-    return true;
-  }
-
-  // A string field that may be null (read as empty).
-  static bool nullable_string(od::value& v, std::string& out) {
-    od::json_type type;
-    if (!type_of(v, type)) return false;
-    if (type == od::json_type::null) {
-      out.clear();
+    if (skip_ > 0) {
+      if (--skip_ == 0) done();
       return true;
     }
-    return read_string(v, out);
+    switch (where_) {
+      case Where::top: return depth_ == 0;  // the envelope's end
+      case Where::metadata: where_ = Where::top; break;
+      case Where::execution: where_ = Where::top; break;
+      case Where::error: where_ = Where::execution; break;
+    }
+    return done();
   }
 
-  bool metadata(od::value& v) {
-    bool present = false;
-    return object_fields(v, 2, present, [&](std::string_view key, od::value& value_of_key) {
-      const Field f = metadata_field(key);
-      if (f == f_extra) {
-        if (metadata_.extra.is_null()) metadata_.extra = json::object();
-        auto [slot, inserted] = metadata_.extra.get_ref<json::object_t&>().try_emplace(std::string(key));
-        if (!inserted) return false;  // duplicate
-        return any_value(value_of_key, slot->second, 2);
-      }
-      if (!mark(f)) return false;
-      const auto& base = kMetadataFields[static_cast<std::size_t>(f) - f_metadata_base];
-      return nullable_string(value_of_key, metadata_.*base.member);
-    });
-  }
-
-  bool execution(od::value& v) {
-    bool present = false;
-    return object_fields(v, 2, present, [&](std::string_view key, od::value& field_value) {
-      const Field f = execution_field(key);
-      if (!mark(f)) return false;
-      switch (f) {
-        case f_success: return nullable_bool(field_value, execution_.success);
-        case f_retryable: return nullable_bool(field_value, execution_.retryable);
-        case f_retry_count: return nullable_count(field_value, execution_.retry_count);
-        case f_max_retries: return nullable_count(field_value, execution_.max_retries);
-        case f_error: return error(field_value);
-        default: return skip(field_value, 2);
-      }
-    });
-  }
-
-  bool error(od::value& v) {
-    StepError e;
-    bool present = false;
-    const bool ok = object_fields(v, 3, present, [&](std::string_view key, od::value& field_value) {
-      const Field f = error_field(key);
-      if (!mark(f)) return false;
-      switch (f) {
-        case f_message: return nullable_string(field_value, e.message);
-        case f_error_type: return nullable_string(field_value, e.error_type);
-        default: return skip(field_value, 3);
-      }
-    });
-    if (ok && present) execution_.error = std::move(e);
-    return ok;
-  }
-
-  // A boolean that may be null (the default stays).
-  static bool nullable_bool(od::value& v, bool& out) {
-    od::json_type type;
-    if (!type_of(v, type)) return false;
-    if (type == od::json_type::null) return true;
-    return v.get_bool().get(out) == simdjson::SUCCESS;
-  }
-
-  // A count in [0, INT_MAX] that may be null (the default stays).
-  static bool nullable_count(od::value& v, int& out) {
-    od::json_type type;
-    if (!type_of(v, type)) return false;
-    if (type == od::json_type::null) return true;
-    std::uint64_t n = 0;
-    if (!read_unsigned(v, n) || n > static_cast<std::uint64_t>(INT_MAX)) return false;
-    out = static_cast<int>(n);
+  bool done() {
+    pending_ = f_ignore;
     return true;
   }
 
-  // A value the general path does not read: read all the same (see the top of the file).
-  bool skip(od::value& v, std::size_t depth) {
-    json ignored;
-    return any_value(v, ignored, depth);
+  // `f` is a metadata base field (is_metadata_base).
+  std::string& metadata_string(Field f) { 
+    return metadata_.*kMetadataFields[static_cast<std::size_t>(f) - f_metadata_base].member;
   }
 
-  bool any_value(od::value& v, json& out, std::size_t depth) {
-    od::json_type type;
-    return type_of(v, type) && value(v, type, out, depth);
-  }
-
-  // Reads `v` (of `type`, a null already consumed) into `out` as nlohmann would; `depth` is the
-  // nesting of the container that holds `v` (the envelope: 1). Objects are built with operator[],
-  // so a duplicate key keeps its last value, as in the general path.
-  bool value(od::value& v, od::json_type type, json& out, std::size_t depth) {
-    switch (type) {
-      case od::json_type::null: out = nullptr; return true;
-      case od::json_type::boolean: {
-        bool b = false;
-        if (v.get_bool().get(b) != simdjson::SUCCESS) return false;
-        out = b;
-        return true;
-      }
-      case od::json_type::number: return read_number(v, out);
-      case od::json_type::string: {
-        std::string_view s;
-        if (v.get_string().get(s) != simdjson::SUCCESS) return false;
-        out = std::string(s);
-        return true;
-      }
-      case od::json_type::object: {
-        if (depth + 1 > max_depth_) return false;
-        od::object obj;
-        if (v.get_object().get(obj) != simdjson::SUCCESS) return false;
-        out = json::object();
-        auto& members = out.get_ref<json::object_t&>();
-        for (auto item : obj) {
-          od::field field;
-          std::string_view key;
-          if (std::move(item).get(field) != simdjson::SUCCESS ||
-              field.unescaped_key().get(key) != simdjson::SUCCESS) {
-            return false;
-          }
-          if (!any_value(field.value(), members[std::string(key)], depth + 1)) return false;
-        }
-        return true;
-      }
-      case od::json_type::array: {
-        if (depth + 1 > max_depth_) return false;
-        od::array arr;
-        if (v.get_array().get(arr) != simdjson::SUCCESS) return false;
-        out = json::array();
-        auto& elements = out.get_ref<json::array_t&>();
-        for (auto item : arr) {
-          od::value element;
-          if (std::move(item).get(element) != simdjson::SUCCESS) return false;
-          if (!any_value(element, elements.emplace_back(), depth + 1)) return false;
-        }
-        return true;
-      }
-    }
-    return false;
-  }
+  std::string& error_string(Field f) { return f == f_message ? error_->message : error_->error_type; }
 
   std::size_t max_depth_;
+  std::size_t depth_ = 0;
+  bool started_ = false;
+  Where where_ = Where::top;
+  Field pending_ = f_ignore;
   std::uint32_t seen_ = 0;
+  std::size_t skip_ = 0;           // > 0: inside a skipped container, its nesting
+  std::optional<DomBuilder> builder_;
+  std::size_t capture_depth_ = 0;  // nesting inside the captured container
+  std::string extra_key_;
 
   WireHeader header_;
   std::string event_id_;
@@ -415,59 +370,18 @@ class Decoder {
   json payload_ = json::object();
   EventMetadata metadata_;
   ExecutionResult execution_;
+  std::optional<StepError> error_;
 };
-
-// A parser and a padded copy of the input. On-Demand reads up to SIMDJSON_PADDING bytes past
-// the end of the input, and ZeroMQ frames have no such slack. One per thread: a parser is not
-// thread-safe, and keeping it keeps its buffers (structural index, unescaped strings).
-struct Workspace {
-  od::parser parser;
-  std::unique_ptr<char[]> input;
-  std::size_t input_capacity = 0;  // bytes, padding included
-
-  // The document of `body`; an error when memory runs out or the input is not JSON.
-  simdjson::simdjson_result<od::document> iterate(std::string_view body) {
-    const std::size_t needed = body.size() + simdjson::SIMDJSON_PADDING;
-    if (input_capacity < needed) {
-      const std::size_t capacity = std::max<std::size_t>(needed + needed / 4, 4096);
-      input.reset(new (std::nothrow) char[capacity]);
-      input_capacity = input ? capacity : 0;
-      if (!input) return simdjson::MEMALLOC;
-    }
-    if (parser.capacity() < body.size()) {  // grow in steps, not to every new largest size
-      if (auto e = parser.allocate(input_capacity - simdjson::SIMDJSON_PADDING)) return e;
-    }
-    std::memcpy(input.get(), body.data(), body.size());
-    // Zeros after the end: never mistaken for a closing bracket (simdjson issue 1834).
-    std::memset(input.get() + body.size(), 0, simdjson::SIMDJSON_PADDING);
-    return parser.iterate(input.get(), body.size(), input_capacity);
-  }
-};
-
-// Bodies up to this size use the thread's workspace, which keeps its capacity (about eight bytes
-// per byte of the largest body seen: the copy, a 32-bit structural index per byte, the string
-// buffer), so at most about 2 MiB per thread; a larger body gets a workspace of its own for the
-// call (its allocation is small next to parsing it).
-constexpr std::size_t kRetainedCapacity = std::size_t{256} << 10;
 
 }  // namespace
 
 std::optional<WireMessage> decode_json_envelope_fast(std::string_view topic, std::string_view body,
                                                      std::size_t max_depth) noexcept {
   try {
-    thread_local Workspace thread_workspace;
-    std::unique_ptr<Workspace> own;
-    Workspace* workspace = &thread_workspace;
-    if (body.size() > kRetainedCapacity) {
-      own = std::make_unique<Workspace>();
-      workspace = own.get();
-    }
-    od::document doc;
-    if (workspace->iterate(body).get(doc) != simdjson::SUCCESS) return std::nullopt;
     Decoder decoder(max_depth);
-    if (!decoder.envelope(doc)) return std::nullopt;
+    if (json_codec::read_json(body, decoder) != json_codec::ReadStatus::ok) return std::nullopt;
     return decoder.finish(topic);
-  } catch (...) {  // allocation failures, an invalid event in from_fields: the general path
+  } catch (...) {  // allocation failures: the general path
     return std::nullopt;
   }
 }

@@ -13,7 +13,7 @@
 //  - differential: a JSON frame 2 decodes exactly like the same object sent as MessagePack
 //    (same message, or rejected for the same reason); a frame 2 that is not valid JSON is
 //    rejected as invalid_encoding;
-//  - differential: whenever the JSON fast path (simdjson On-Demand, events/src/wire_fast.hpp)
+//  - differential: whenever the JSON fast path (one SAX pass, events/src/wire_fast.hpp)
 //    answers, the general path accepts the same frame 2 and returns the same message, with the
 //    same JSON types (1 stays number_unsigned, -1 number_integer).
 #include "fuzz_support.hpp"
