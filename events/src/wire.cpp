@@ -150,40 +150,24 @@ std::string encode_envelope(const DomainEvent& event, WireEncoding encoding,
   return encode_envelope(event, encoding, id, header.seq, header.name_seq);
 }
 
-WireResult decode_wire_message(std::span<const std::string_view> frames,
-                               std::size_t max_message_size) noexcept {
+namespace detail {
+
+WireResult decode_envelope_general(std::string_view topic, std::string_view body,
+                                   WireEncoding encoding) noexcept {
   try {
-    if (frames.size() != 2) {
-      return reject(WireReject::frame_count, "expected 2 frames, got " + std::to_string(frames.size()));
-    }
-    const std::string_view topic = frames[0];
-    const std::string_view body = frames[1];
-    if (max_message_size != 0 && topic.size() + body.size() > max_message_size) {
-      return reject(WireReject::oversized, std::to_string(topic.size() + body.size()) +
-                                               " bytes > limit " + std::to_string(max_message_size));
-    }
-    const auto encoding = sniff_encoding(body);
-    if (!encoding) return reject(WireReject::invalid_encoding, "frame 2 is neither a JSON object nor a MessagePack map");
-    // The usual JSON envelope in one pass, without a JSON tree of the whole envelope; anything
-    // unusual or invalid gives up and takes the general path below (wire_fast.hpp).
-    if (*encoding == WireEncoding::json) {
-      if (auto fast = detail::decode_json_envelope_fast(topic, body, json_fields::kMaxDepth)) {
-        return std::move(*fast);
-      }
-    }
     // Bounded depth: a 1 MiB frame of nested arrays would otherwise overflow the stack later.
     json j;
     try {
-      j = json_fields::parse_bounded(body, *encoding);
+      j = json_fields::parse_bounded(body, encoding);
     } catch (const ParseError& e) {
       return reject(WireReject::invalid_encoding, std::string("frame 2 is not valid ") +
-                                                      std::string(to_string(*encoding)) + ": " +
+                                                      std::string(to_string(encoding)) + ": " +
                                                       e.what());
     }
     if (!j.is_object()) return reject(WireReject::invalid_encoding, "envelope is not an object");
 
     WireMessage msg;
-    msg.encoding = *encoding;
+    msg.encoding = encoding;
     auto field = [&](const char* key) -> const json* {
       auto it = j.find(key);
       return it == j.end() || it->is_null() ? nullptr : &*it;
@@ -228,6 +212,37 @@ WireResult decode_wire_message(std::span<const std::string_view> frames,
                                                     "' != event_name '" + msg.event->event_name() + "'");
     }
     return msg;
+  } catch (const std::exception& e) {
+    return WireError{WireReject::invalid_encoding, std::string("decode failed: ") + e.what()};
+  } catch (...) {
+    return WireError{WireReject::invalid_encoding, "decode failed"};
+  }
+}
+
+}  // namespace detail
+
+WireResult decode_wire_message(std::span<const std::string_view> frames,
+                               std::size_t max_message_size) noexcept {
+  try {
+    if (frames.size() != 2) {
+      return reject(WireReject::frame_count, "expected 2 frames, got " + std::to_string(frames.size()));
+    }
+    const std::string_view topic = frames[0];
+    const std::string_view body = frames[1];
+    if (max_message_size != 0 && topic.size() + body.size() > max_message_size) {
+      return reject(WireReject::oversized, std::to_string(topic.size() + body.size()) +
+                                               " bytes > limit " + std::to_string(max_message_size));
+    }
+    const auto encoding = sniff_encoding(body);
+    if (!encoding) return reject(WireReject::invalid_encoding, "frame 2 is neither a JSON object nor a MessagePack map");
+    // The usual JSON envelope in one pass, without a JSON tree of the whole
+    // envelope; anything unusual or invalid gives up and takes the general path (wire_fast.hpp).
+    if (*encoding == WireEncoding::json) {
+      if (auto fast = detail::decode_json_envelope_fast(topic, body, json_fields::kMaxDepth)) {
+        return std::move(*fast);
+      }
+    }
+    return detail::decode_envelope_general(topic, body, *encoding);
   } catch (const std::exception& e) {
     return WireError{WireReject::invalid_encoding, std::string("decode failed: ") + e.what()};
   } catch (...) {

@@ -11,10 +11,15 @@
 //    MessagePack; for JSON whenever JSON text can carry the event's values);
 //  - DomainEvent::json_text() (written directly) is byte for byte to_json().dump();
 //  - differential: a JSON frame 2 decodes exactly like the same object sent as MessagePack
-//    (same message, or rejected for the same reason), which pits the one-pass JSON fast path
-//    against the general path; a frame 2 that is not valid JSON is rejected as invalid_encoding.
+//    (same message, or rejected for the same reason); a frame 2 that is not valid JSON is
+//    rejected as invalid_encoding;
+//  - differential: whenever the JSON fast path (one SAX pass, events/src/wire_fast.hpp)
+//    answers, the general path accepts the same frame 2 and returns the same message, with the
+//    same JSON types (1 stays number_unsigned, -1 number_integer).
 #include "fuzz_support.hpp"
+#include "wire_fast.hpp"
 
+#include <herald/events/json_fields.hpp>
 #include <herald/events/pattern.hpp>
 #include <herald/events/wire.hpp>
 
@@ -132,6 +137,31 @@ void check_json_against_msgpack(std::string_view topic, std::string_view body) {
   }
 }
 
+// Differential: the fast path against the general path on the same frame 2.
+void check_fast_against_general(std::string_view topic, std::string_view body) {
+  if (herald::sniff_encoding(body) != WireEncoding::json) return;
+  const auto fast = herald::detail::decode_json_envelope_fast(topic, body, herald::json_fields::kMaxDepth);
+  if (!fast) return;  // gave up: the general path decides alone
+  const auto general = herald::detail::decode_envelope_general(topic, body, WireEncoding::json);
+  if (const auto* err = std::get_if<herald::WireError>(&general)) {
+    fail("the fast path accepted an envelope the general path rejects",
+         std::string(herald::to_string(err->reason)) + ": " + err->detail);
+  }
+  const auto& g = std::get<WireMessage>(general);
+  if (fast->header.publisher_id != g.header.publisher_id || fast->header.seq != g.header.seq ||
+      fast->header.name_seq != g.header.name_seq || fast->encoding != g.encoding ||
+      fast->wire_version != g.wire_version) {
+    fail("the fast path and the general path decode different headers");
+  }
+  const json a = event_json(*fast->event);
+  const json b = event_json(*g.event);
+  if (!herald_fuzz::identical(a, b) || !herald_fuzz::identical(fast->event->metadata().extra, g.event->metadata().extra)) {
+    fail("the fast path and the general path decode different events",
+         a.dump(-1, ' ', false, json::error_handler_t::replace) + " vs " +
+             b.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -148,6 +178,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (frames.size() == 2) {
     if (const auto* msg = std::get_if<WireMessage>(&result)) check_decoded(*msg, frames);
     check_json_against_msgpack(frames[0], frames[1]);
+    check_fast_against_general(frames[0], frames[1]);
   } else if (std::holds_alternative<WireMessage>(result)) {
     fail("a message without exactly two frames was accepted");
   }
