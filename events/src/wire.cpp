@@ -235,8 +235,8 @@ WireResult decode_wire_message(std::span<const std::string_view> frames,
     }
     const auto encoding = sniff_encoding(body);
     if (!encoding) return reject(WireReject::invalid_encoding, "frame 2 is neither a JSON object nor a MessagePack map");
-    // The usual JSON envelope in one pass, without a JSON tree of the whole
-    // envelope; anything unusual or invalid gives up and takes the general path (wire_fast.hpp).
+    // The usual JSON envelope in one pass, without a JSON tree of the whole envelope; anything
+    // unusual or invalid gives up and takes the general path (wire_fast.hpp).
     if (*encoding == WireEncoding::json) {
       if (auto fast = detail::decode_json_envelope_fast(topic, body, json_fields::kMaxDepth)) {
         return std::move(*fast);
