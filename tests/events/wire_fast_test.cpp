@@ -10,9 +10,9 @@
 #include <herald/events/wire.hpp>
 
 #include <gtest/gtest.h>
+#include <json_identical.hpp>
 
 #include <array>
-#include <cmath>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,30 +24,7 @@ using herald::WireMessage;
 using herald::WireReject;
 using nlohmann::json;
 
-// Same type and value all the way down (json's operator== calls 1 and 1u and 1.0 equal).
-bool identical(const json& a, const json& b) {
-  if (a.type() != b.type()) return false;
-  switch (a.type()) {
-    case json::value_t::object: {
-      if (a.size() != b.size()) return false;
-      for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
-        if (i.key() != j.key() || !identical(i.value(), j.value())) return false;
-      }
-      return true;
-    }
-    case json::value_t::array: {
-      if (a.size() != b.size()) return false;
-      for (std::size_t i = 0; i < a.size(); ++i) {
-        if (!identical(a[i], b[i])) return false;
-      }
-      return true;
-    }
-    case json::value_t::number_float:
-      return a.get<double>() == b.get<double>() &&
-             std::signbit(a.get<double>()) == std::signbit(b.get<double>());
-    default: return a == b;
-  }
-}
+using herald::testing::identical;
 
 void expect_same_message(const WireMessage& fast, const WireMessage& general, std::string_view body) {
   EXPECT_EQ(fast.header.publisher_id, general.header.publisher_id) << body;

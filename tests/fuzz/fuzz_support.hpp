@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../support/json_identical.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -64,27 +66,7 @@ inline bool same(const json& a, const json& b) { return canonical(a) == canonica
 
 /// Same type and value all the way down: unlike same(), 1 (number_integer) and 1u
 /// (number_unsigned) differ, and so do 0.0 and -0.0.
-inline bool identical(const json& a, const json& b) {
-  if (a.type() != b.type()) return false;
-  switch (a.type()) {
-    case json::value_t::object: {
-      if (a.size() != b.size()) return false;
-      for (auto i = a.begin(), k = b.begin(); i != a.end(); ++i, ++k) {
-        if (i.key() != k.key() || !identical(i.value(), k.value())) return false;
-      }
-      return true;
-    }
-    case json::value_t::array: {
-      if (a.size() != b.size()) return false;
-      for (std::size_t i = 0; i < a.size(); ++i) {
-        if (!identical(a[i], b[i])) return false;
-      }
-      return true;
-    }
-    case json::value_t::number_float: return canonical(a) == canonical(b);  // bit for bit
-    default: return a == b;
-  }
-}
+using herald::testing::identical;
 
 /// True when JSON text can carry `j` exactly: valid UTF-8 in every string and key, no binary,
 /// no NaN or infinity (json's dump writes those as null).
