@@ -206,7 +206,7 @@ def test_sighup_reloads_new_step_declarations_and_refuses_an_invalid_file(tmp_pa
     # An invalid file is refused; the old configuration keeps running.
     config.write_text('{"steps": [{"name": 1}]}')
     proc.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: any(b"reload refused" in l for l in lines)), lines
+    assert wait_for(lambda: any(b"reload refused" in l for l in lines)), (proc.poll(), lines)
     proc.stdin.write((completion(1) + "\n").encode())
     proc.stdin.flush()
     assert wait_for(lambda: len(audit_lines(tmp_path, written_so_far=True)) == 1)
