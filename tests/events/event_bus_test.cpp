@@ -108,7 +108,11 @@ TEST(EventBusOrdering, ASubscriptionNeverRunsOnTwoThreadsAtOnce) {
   std::atomic<bool> overlap{false};
   auto sub = bus.subscribe({"#"}, [&](const EventPtr&) {
     if (inside.fetch_add(1) != 0) overlap = true;
-    std::this_thread::yield();
+    // Stay inside a moment so that a second dispatcher running the same subscription would be
+    // caught. A spin, not a yield: on a loaded machine a yield per event costs a scheduler time
+    // slice, and 8,000 of them outlasted the drain's 30 s in a CI run.
+    for (int k = 0; k < 512 && !overlap.load(std::memory_order_relaxed); ++k) {
+    }
     inside.fetch_sub(1);
   });
   std::vector<std::thread> threads;
