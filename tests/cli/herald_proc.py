@@ -42,7 +42,7 @@ class Proc:
         with self._cv:
             self._cv.notify_all()
 
-    def wait_until(self, predicate, timeout=15.0):
+    def wait_until(self, predicate, timeout=60.0):
         deadline = time.monotonic() + timeout
         with self._cv:
             while not predicate():
@@ -52,7 +52,7 @@ class Proc:
                 self._cv.wait(min(left, 0.2))  # also re-checks a process that died
         return True
 
-    def wait_stderr(self, pattern, timeout=15.0) -> re.Match:
+    def wait_stderr(self, pattern, timeout=60.0) -> re.Match:
         rx = re.compile(pattern)
         found = []
 
@@ -68,10 +68,10 @@ class Proc:
         assert found, f"{self.args}: no stderr line matching {pattern!r}; stderr: {self.err}"
         return found[0]
 
-    def endpoint(self, label="listening on", timeout=15.0) -> str:
+    def endpoint(self, label="listening on", timeout=60.0) -> str:
         return self.wait_stderr(rf"{label} (\S+)", timeout).group(1)
 
-    def finish(self, timeout=20.0) -> int:
+    def finish(self, timeout=60.0) -> int:
         try:
             rc = self.p.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -60,7 +60,7 @@ def audit_lines(folder: Path, written_so_far: bool = False) -> list:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def wait_for(predicate, timeout=20.0):
+def wait_for(predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

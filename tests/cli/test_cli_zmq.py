@@ -32,7 +32,7 @@ def test_one_publisher_three_tails_each_receive_exactly_their_events_in_order():
             (["payment.#"], {"payment.done"}),
             (["order.shipped", "payment.*"], {"order.shipped", "payment.done"}),
         ]
-        tails = [Proc("tail", "--connect", ep, "--count", str(n * len(want)), "--timeout-ms", "30000",
+        tails = [Proc("tail", "--connect", ep, "--count", str(n * len(want)), "--timeout-ms", "60000",
                       *patterns) for patterns, want in specs]
         assert pub.finish() == 0, pub.err
         for tail, (patterns, want) in zip(tails, specs):
@@ -56,8 +56,8 @@ def test_two_publishers_and_two_tails_through_the_proxy():
         procs.append(proxy)
         front = proxy.endpoint("frontend")
         back = proxy.endpoint("backend")
-        tail_a = Proc("tail", "--connect", back, "--count", str(2 * n), "--timeout-ms", "30000", "alpha.#")
-        tail_b = Proc("tail", "--connect", back, "--count", str(2 * n), "--timeout-ms", "30000", "*.beta")
+        tail_a = Proc("tail", "--connect", back, "--count", str(2 * n), "--timeout-ms", "60000", "alpha.#")
+        tail_b = Proc("tail", "--connect", back, "--count", str(2 * n), "--timeout-ms", "60000", "*.beta")
         procs += [tail_a, tail_b]
         pubs = [Proc("publish", "--connect", front, "--wait-subscribers", "2", "--count", str(n),
                      f"alpha.p{i},p{i}.beta", "{}") for i in (1, 2)]
@@ -155,7 +155,7 @@ def test_curve_through_cli_allowed_tail_receives_and_refused_tail_gets_nothing(t
         bad = client("bad", ["--timeout-ms", "3000"])
         procs.append(bad)
         assert pub.wait_stderr(r"refused CURVE client")  # the refusal is logged
-        good = client("good", ["--count", "5", "--timeout-ms", "20000"])
+        good = client("good", ["--count", "5", "--timeout-ms", "60000"])
         procs.append(good)
         assert pub.finish() == 0, pub.err
         assert good.finish() == 0, good.err

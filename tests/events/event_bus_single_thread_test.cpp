@@ -83,8 +83,8 @@ TEST(EventBusSingleThread, AThreadStartedInsideAHandlerWaitsForTheGateAndGetsIt)
   EXPECT_EQ(s.received, static_cast<std::uint64_t>(1 + 2 * kHelperEvents));
   EXPECT_EQ(s.handled, s.received);
   EXPECT_EQ(s.in_flight, 0u);
-  EXPECT_TRUE(bus.drain(5s));
-  const auto report = bus.stop(5s);
+  EXPECT_TRUE(bus.drain(60s));
+  const auto report = bus.stop(60s);
   EXPECT_TRUE(report.drained);
   EXPECT_EQ(report.undelivered, 0u);
 }

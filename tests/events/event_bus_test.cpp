@@ -42,7 +42,7 @@ TEST(EventBusDelivery, AMatchingSubscriberReceivesTheSameEventObject) {
   EXPECT_EQ(report.matched, 1u);
   EXPECT_EQ(report.delivered, 1u);
   bus.publish(make("order.created"));
-  ASSERT_TRUE(bus.drain(5s));
+  ASSERT_TRUE(bus.drain(60s));
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].get(), e.get());
   EXPECT_EQ(bus.stats().unmatched, 1u);
@@ -53,7 +53,7 @@ TEST(EventBusDelivery, ASubscriberWithOverlappingPatternsGetsEachEventOnce) {
   std::atomic<int> calls{0};
   auto sub = bus.subscribe({"payment.*", "payment.processed", "#", "*"}, [&](const EventPtr&) { ++calls; });
   for (int i = 0; i < 100; ++i) bus.publish(make("payment.processed", i));
-  ASSERT_TRUE(bus.drain(5s));
+  ASSERT_TRUE(bus.drain(60s));
   EXPECT_EQ(calls.load(), 100);
 }
 
@@ -166,7 +166,7 @@ TEST(EventBusOverflow, DropNewestDropsExactlyWhatItReports) {
   EXPECT_EQ(sub.stats().dropped, 15u);
   expect_invariant(sub.stats());
   sub.resume();
-  ASSERT_TRUE(bus.drain(5s));
+  ASSERT_TRUE(bus.drain(60s));
   EXPECT_EQ(seen, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
   expect_invariant(sub.stats());
 }
@@ -187,7 +187,7 @@ TEST(EventBusOverflow, DropOldestKeepsTheNewestEvents) {
   EXPECT_EQ(reported_displaced, 15u);  // ...and an old one made room, reported to the publisher
   EXPECT_EQ(sub.stats().dropped, 15u);
   sub.resume();
-  ASSERT_TRUE(bus.drain(5s));
+  ASSERT_TRUE(bus.drain(60s));
   EXPECT_EQ(seen, (std::vector<int>{15, 16, 17, 18, 19, 20, 21, 22, 23, 24}));
   expect_invariant(sub.stats());
 }
@@ -212,7 +212,7 @@ TEST(EventBusIsolation, AThrowingHandlerIsCountedAndDoesNotAffectOthers) {
   });
   auto ok = bus.subscribe({"#"}, [&](const EventPtr&) { ++good; });
   for (int i = 0; i < 10; ++i) bus.publish(make("x", i));
-  ASSERT_TRUE(bus.drain(5s));
+  ASSERT_TRUE(bus.drain(60s));
   EXPECT_EQ(good.load(), 10);
   const auto s = bad.stats();
   EXPECT_EQ(s.failed, 5u);
@@ -235,11 +235,11 @@ TEST(EventBusReentrancy, UnsubscribeInsideTheHandlerStopsFurtherDeliveries) {
     });
     for (int i = 0; i < 50; ++i) bus.publish(make("x", i));
   }
-  ASSERT_TRUE(bus.drain(5s));
+  ASSERT_TRUE(bus.drain(60s));
   EXPECT_EQ(calls.load(), 1);
   EXPECT_FALSE(sub.active());
   for (int i = 0; i < 5; ++i) bus.publish(make("x", i));
-  ASSERT_TRUE(bus.drain(5s));
+  ASSERT_TRUE(bus.drain(60s));
   EXPECT_EQ(calls.load(), 1);
 }
 
@@ -255,7 +255,7 @@ TEST(EventBusReentrancy, SubscribeAndPublishFromInsideAHandlerWork) {
   });
   bus.publish(make("start"));
   ASSERT_TRUE(wait_for([&] { return followups.load() == 1; }));
-  ASSERT_TRUE(bus.drain(5s));
+  ASSERT_TRUE(bus.drain(60s));
 }
 
 TEST(EventBusReentrancy, UnsubscribeFromAnotherThreadWaitsForTheRunningHandler) {
@@ -373,7 +373,7 @@ TEST(EventBusBatches, ABatchHandlerReceivesConsecutiveEventsAndReportsOutcomes) 
   sub.pause();
   for (int i = 0; i < 40; ++i) bus.publish(make("x", i));
   sub.resume();
-  ASSERT_TRUE(bus.drain(5s));
+  ASSERT_TRUE(bus.drain(60s));
   EXPECT_EQ(seen.load(), 40);
   EXPECT_EQ(sub.stats().failed, 1u);
   EXPECT_EQ(sub.stats().handled, 39u);
@@ -386,7 +386,7 @@ TEST(EventBusStats, SlowHandlersAreCounted) {
   }, {.slow_threshold = 5ms});
   bus.publish(make("x", 0));
   bus.publish(make("x", 1));
-  ASSERT_TRUE(bus.drain(5s));
+  ASSERT_TRUE(bus.drain(60s));
   EXPECT_EQ(sub.stats().slow, 1u);
 }
 
@@ -428,7 +428,7 @@ TEST(EventBusPause, PausingMidBatchHoldsTheRestOfTheBatchInOrder) {
     std::lock_guard lock(m);
     sub.resume();
   }
-  ASSERT_TRUE(bus.drain(5s));
+  ASSERT_TRUE(bus.drain(60s));
   std::vector<int> expected(20);
   std::iota(expected.begin(), expected.end(), 0);
   EXPECT_EQ(seen, expected);
@@ -459,7 +459,7 @@ TEST(EventBusRoutes, AHandlerIsDestroyedOnceItsSubscriptionIsGoneAndNoPublishIsI
       auto sub = bus.subscribe({"a.*"}, [token](const EventPtr&) { ++*token; });
       token.reset();
       bus.publish(make("a.b"));  // builds a snapshot that holds the subscription
-      ASSERT_TRUE(bus.drain(5s));
+      ASSERT_TRUE(bus.drain(60s));
       EXPECT_FALSE(watch.expired());
     }  // unsubscribed: the snapshot is retired, and nobody is publishing
     EXPECT_TRUE(watch.expired()) << (inline_mode ? "inline" : "pool");
@@ -490,7 +490,7 @@ TEST(EventBusStats, PublishedCountsAcceptedPublishesNestedAndConcurrentOnesInclu
     auto stats = bus.stats();
     EXPECT_EQ(stats.published, static_cast<std::uint64_t>(kThreads * kPerThread + outers));
     EXPECT_EQ(stats.pending, 0u);
-    EXPECT_TRUE(bus.stop(5s).drained);
+    EXPECT_TRUE(bus.stop(60s).drained);
     EXPECT_TRUE(bus.publish(make("other")).rejected);
     stats = bus.stats();
     EXPECT_EQ(stats.published, static_cast<std::uint64_t>(kThreads * kPerThread + outers));
@@ -527,7 +527,7 @@ TEST(EventBusRoutes, SubscribeAndUnsubscribeWhileOtherThreadsPublishLosesNoStead
     for (auto& p : publishers) p.join();
     publishing.store(false);
     churn.join();
-    ASSERT_TRUE(bus.drain(10s));
+    ASSERT_TRUE(bus.drain(60s));
     EXPECT_EQ(steady.load(), kThreads * kPerThread) << (inline_mode ? "inline" : "pool");
     EXPECT_FALSE(after_unsubscribe_call.load());
     expect_invariant(steady_sub.stats());
@@ -559,11 +559,11 @@ TEST(EventBusInline, DrainAndStopWaitForAnInlineHandlerRunningOnAnotherThread) {
     finished.store(true);
   });
   std::thread publisher([&] { bus.publish(make("slow.one")); });
-  ASSERT_TRUE(wait_for([&] { return entered.load(); }, 5s));
+  ASSERT_TRUE(wait_for([&] { return entered.load(); }, 60s));
   EXPECT_EQ(bus.pending(), 1u);
   EXPECT_FALSE(bus.drain(20ms));  // the handler is still running
   release.store(true);
-  const auto report = bus.stop(5s);
+  const auto report = bus.stop(60s);
   EXPECT_TRUE(report.drained);
   EXPECT_TRUE(finished.load());  // stop() returned only after the handler did
   publisher.join();
@@ -614,7 +614,7 @@ TEST(EventBusIdleSpin, EveryEventArrivesOnceInOrderWithOneCallAtATimePerSubscrip
     });
   }
   for (auto& t : publishers) t.join();
-  ASSERT_TRUE(bus.drain(10s));
+  ASSERT_TRUE(bus.drain(60s));
   for (int s = 0; s < kSubs; ++s) {
     EXPECT_EQ(seen[s]->calls.load(), kPublishers * kPerPublisher) << "subscription " << s;
     EXPECT_EQ(seen[s]->out_of_order.load(), 0) << "subscription " << s;
@@ -645,7 +645,7 @@ TEST(EventBusIdleSpin, PauseAndUnsubscribeTakeHoldWhileADispatcherWatchesTheMail
   sub.unsubscribe();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
   bus.publish(make("spin.after"));
-  const auto report = bus.stop(5s);
+  const auto report = bus.stop(60s);
   EXPECT_TRUE(report.drained);
   EXPECT_EQ(calls.load(), 6);
 }
@@ -656,7 +656,7 @@ TEST(EventBusIdleSpin, StopDoesNotWaitForAWatchingDispatcher) {
   auto sub = bus.subscribe({"spin.*"}, [&](const EventPtr&) { ++calls; });
   bus.publish(make("spin.one"));
   ASSERT_TRUE(wait_for([&] { return calls.load() == 1; }));  // its dispatcher now watches
-  const auto report = bus.stop(5s);
+  const auto report = bus.stop(60s);
   EXPECT_TRUE(report.drained);
   EXPECT_LT(report.duration, 1s) << "stop() waited for the idle spin";
 }

@@ -42,7 +42,7 @@ TEST_F(DurableTest, NotifyWakesAnIdleConsumerBeforeThePollInterval) {
   ASSERT_TRUE(wait_for([&] { return c.active(); }));
   const auto t0 = std::chrono::steady_clock::now();
   publish(3);
-  ASSERT_TRUE(wait_for([&] { return seen.size() == 3; }, 10s));
+  ASSERT_TRUE(wait_for([&] { return seen.size() == 3; }, 60s));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
   c.stop();
 }
@@ -259,7 +259,7 @@ TEST_F(DurableTest, OneMemberOfAGroupIsActiveAndAStandbyTakesOverAfterAStop) {
   ASSERT_FALSE(wait_for([&] { return cb.active() || b.size() > 0; }, 3s));
   EXPECT_TRUE(ca.active());
   ca.stop();
-  ASSERT_TRUE(wait_for([&] { return cb.active(); }, 10s));
+  ASSERT_TRUE(wait_for([&] { return cb.active(); }, 60s));
   publish(5, "payments_domain_events", 51);
   ASSERT_TRUE(wait_for([&] { return b.size() == 5; }, 30s));
   EXPECT_EQ(b.offsets(), iota(51, 55));
@@ -304,7 +304,7 @@ TEST_F(DurableTest, ThePlainSqlConsumerOfTheDocsReadsAndCommits) {
   EXPECT_FALSE(wait_for([&] { return c.active(); }, 500ms));
   column("UPDATE herald.consumer_groups SET owner = NULL, lease_until = NULL "
          " WHERE stream = 'payments_domain_events' AND group_name = 'billing' AND owner = 'billing-worker-1'");
-  ASSERT_TRUE(wait_for([&] { return seen.size() == 1; }, 10s));
+  ASSERT_TRUE(wait_for([&] { return seen.size() == 1; }, 60s));
   EXPECT_EQ(seen.offsets(), iota(6, 6));
   c.stop();
 }
@@ -372,14 +372,14 @@ TEST_F(DurableTest, AStalledMemberLosesItsLeaseAndItsCommitIsFencedOff) {
   o.batch_size = 100;
   DurableConsumer ca(o, ha);
   ca.start();
-  ASSERT_TRUE(wait_for([&] { return stalled.load(); }, 10s));
+  ASSERT_TRUE(wait_for([&] { return stalled.load(); }, 60s));
   DurableConsumer cb(o, b.handlers());
   cb.start();
   // The standby takes over once the stalled member's lease ran out, and reads from the last
   // commit (the stalled member had committed nothing of this batch, or up to a renewal).
   ASSERT_TRUE(wait_for([&] { return cb.committed_offset() == 10; }, 30s)) << cb.stats().dump();
   release = true;
-  ASSERT_TRUE(wait_for([&] { return ca.stats()["lease_lost"].get<int>() >= 1; }, 10s)) << ca.stats().dump();
+  ASSERT_TRUE(wait_for([&] { return ca.stats()["lease_lost"].get<int>() >= 1; }, 60s)) << ca.stats().dump();
   EXPECT_FALSE(ca.active());
   EXPECT_TRUE(cb.active());
   EXPECT_EQ(scalar("SELECT committed_offset FROM herald.consumer_groups WHERE group_name = 'g'"), "10")

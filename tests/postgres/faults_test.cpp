@@ -102,7 +102,7 @@ TEST_F(DurableTest, AConsumerKilledMidBatchRestartsWithoutSkippingAndRedeliversO
   DurableConsumer c(o, after.handlers());
   const auto t0 = std::chrono::steady_clock::now();
   c.start();
-  ASSERT_TRUE(wait_for([&] { return c.active(); }, 10s));
+  ASSERT_TRUE(wait_for([&] { return c.active(); }, 60s));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "takeover within the lease plus a poll";
   ASSERT_TRUE(wait_for([&] { return c.committed_offset() == kEvents; }, 60s)) << c.stats().dump();
   c.stop();

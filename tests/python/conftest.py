@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_DIR = Path(os.environ.get("HERALD_BUILD_DIR", REPO / "build"))
 
 
-def wait_until(predicate, timeout=10.0, interval=0.005, message="condition"):
+def wait_until(predicate, timeout=60.0, interval=0.005, message="condition"):
     """Polls `predicate` until it is true; fails the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:

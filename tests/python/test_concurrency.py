@@ -53,7 +53,7 @@ def test_two_threads_publishing_to_an_inline_handler_that_releases_the_gil_finis
 
 def test_inline_handlers_publishing_to_each_other_from_two_threads_do_not_deadlock():
     bus = herald.EventBus(inline=True)
-    both_inside = threading.Barrier(2, timeout=10)
+    both_inside = threading.Barrier(2, timeout=60)
     calls = {"a": 0, "b": 0}
 
     def make_handler(me, other):
@@ -82,19 +82,19 @@ def test_unsubscribe_from_another_thread_while_an_inline_handler_runs_does_not_h
 
     def handler(event):
         entered.set()
-        release.wait(10)
+        release.wait(60)
 
     sub = bus.subscribe(["u.x"], handler)
     publisher = threading.Thread(target=bus.publish, args=("u.x",))
     publisher.start()
-    assert entered.wait(10)
+    assert entered.wait(60)
     unsubscriber = threading.Thread(target=sub.unsubscribe)
     unsubscriber.start()
     # This thread keeps running Python while unsubscribe waits for the handler.
     wait_until(lambda: not sub.active, message="unsubscribe to close the subscription")
     release.set()
-    publisher.join(10)
-    unsubscriber.join(10)
+    publisher.join(60)
+    unsubscriber.join(60)
     assert not publisher.is_alive() and not unsubscriber.is_alive()
     bus.close()
 
@@ -168,7 +168,7 @@ def test_publish_async_gives_up_after_its_timeout_and_the_full_mailbox_drops_the
     release = threading.Event()
 
     def stuck(event):
-        release.wait(10)
+        release.wait(60)
 
     async def main():
         bus = herald.EventBus(dispatcher_threads=1)
@@ -195,7 +195,7 @@ def test_a_sync_subscriber_fed_from_a_loop_thread_does_not_block_the_loop():
     handled = []
 
     def slow(event):
-        release.wait(10)
+        release.wait(60)
         handled.append(event.payload["i"])
 
     async def main():
@@ -231,7 +231,7 @@ def test_worker_complete_step_async_waits_for_intake_room_and_complete_step_neve
         @worker.on_success
         def hold(completion):
             if completion.result["n"] == 0:
-                release.wait(10)
+                release.wait(60)
             processed.append(completion.result["n"])
 
         worker.start()

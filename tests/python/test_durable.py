@@ -781,7 +781,7 @@ def test_a_running_consumer_is_stopped_at_interpreter_exit(pg, stream, python_en
 def test_the_herald_cli_reads_what_the_python_outbox_wrote(pg, stream, herald_bin):
     publish(pg.dsn, stream, [("payment.processed", {"amount": i}) for i in (1, 2)])
     proc = subprocess.run([str(herald_bin), "consume", "--dsn", pg.dsn, "--stream", stream, "--group", "cli",
-                           "--from", "beginning", "--count", "2", "--timeout-ms", "30000", "#"],
+                           "--from", "beginning", "--count", "2", "--timeout-ms", "60000", "#"],
                           capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -344,7 +344,7 @@ def test_async_handlers_run_on_the_loop_running_at_subscribe_time():
             bus.subscribe("tick", handler)
             for i in range(20):
                 bus.publish("tick", {"i": i})
-            await asyncio.wait_for(done.wait(), 10)
+            await asyncio.wait_for(done.wait(), 60)
             # drain blocks: run it off the loop, which keeps serving the handler
             assert await loop.run_in_executor(None, bus.drain, 5.0)
         return seen

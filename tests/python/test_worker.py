@@ -441,12 +441,12 @@ def test_run_until_request_stop_from_another_thread():
         worker.on_state_change(lambda a, b: b == herald.WorkerState.RUNNING and started.set())
 
         def stopper():
-            assert started.wait(10)
+            assert started.wait(60)
             worker.complete_step(ok_completion())
             worker.request_stop()
 
         threading.Thread(target=stopper).start()
-        report = await asyncio.wait_for(worker.run(handle_signals=False), 20)
+        report = await asyncio.wait_for(worker.run(handle_signals=False), 60)
         return worker, report
 
     worker, report = asyncio.run(main())

@@ -38,7 +38,7 @@ class Herald:
                 sink.append(raw.decode("utf-8", "replace").rstrip("\n"))
                 self.cv.notify_all()
 
-    def wait_stderr(self, needle, timeout=15.0):
+    def wait_stderr(self, needle, timeout=60.0):
         deadline = time.monotonic() + timeout
         with self.cv:
             while True:
@@ -49,7 +49,7 @@ class Herald:
                 assert left > 0 and self.p.poll() is None, f"no {needle!r} on stderr: {self.err}"
                 self.cv.wait(min(left, 0.2))
 
-    def finish(self, timeout=20.0):
+    def finish(self, timeout=60.0):
         """Waits for the process to exit, then for the readers to reach end of file: the
         process can exit before a reader thread has taken its last lines from the pipe."""
         try:
@@ -91,7 +91,7 @@ def test_pyzmq_sub_decodes_a_herald_publish_envelope(ctx):
         endpoint = pub.wait_stderr("listening on").split()[-1]
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.RCVTIMEO, 15000)
+        sub.setsockopt(zmq.RCVTIMEO, 60000)
         sub.setsockopt(zmq.SUBSCRIBE, b"order.")
         sub.setsockopt(zmq.SUBSCRIBE, MARKER + uuid.uuid4().hex.encode())  # be counted
         sub.connect(endpoint)
@@ -125,7 +125,7 @@ def test_pyzmq_sub_sees_msgpack_marked_by_its_first_byte(ctx):
         endpoint = pub.wait_stderr("listening on").split()[-1]
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.RCVTIMEO, 15000)
+        sub.setsockopt(zmq.RCVTIMEO, 60000)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.setsockopt(zmq.SUBSCRIBE, MARKER + b"py-msgpack")
         sub.connect(endpoint)
@@ -147,7 +147,7 @@ def test_pyzmq_sub_sees_msgpack_marked_by_its_first_byte(ctx):
 def bind_xpub(ctx):
     xpub = ctx.socket(zmq.XPUB)
     xpub.setsockopt(zmq.LINGER, 0)
-    xpub.setsockopt(zmq.RCVTIMEO, 15000)
+    xpub.setsockopt(zmq.RCVTIMEO, 60000)
     xpub.bind("tcp://127.0.0.1:*")
     return xpub, xpub.getsockopt(zmq.LAST_ENDPOINT).decode()
 
@@ -178,7 +178,7 @@ def hand_built(name, seq, **over):
 
 def test_herald_tail_prints_an_envelope_built_by_hand_in_python(ctx):
     xpub, endpoint = bind_xpub(ctx)
-    tail = Herald("tail", "--connect", endpoint, "--count", "2", "--timeout-ms", "20000", "invoice.*")
+    tail = Herald("tail", "--connect", endpoint, "--count", "2", "--timeout-ms", "60000", "invoice.*")
     try:
         wait_for_herald_subscriber(xpub)
         first, second = hand_built("invoice.paid", 1), hand_built("invoice.sent", 2)
@@ -198,7 +198,7 @@ def test_herald_tail_prints_an_envelope_built_by_hand_in_python(ctx):
 
 def test_garbage_and_oversized_frames_are_counted_and_do_not_crash_the_tail(ctx):
     xpub, endpoint = bind_xpub(ctx)
-    tail = Herald("tail", "--connect", endpoint, "--count", "1", "--timeout-ms", "20000",
+    tail = Herald("tail", "--connect", endpoint, "--count", "1", "--timeout-ms", "60000",
                   "--max-message-size", "4096", "#")
     try:
         wait_for_herald_subscriber(xpub)

@@ -69,7 +69,7 @@ def test_zmq_publisher_to_zmq_subscriber_in_process_with_pattern_filtering(ipc_e
     with herald.EventBus(1) as bus:
         bus.subscribe("#", got.append)
         with herald.ZmqPublisher(endpoint) as pub, herald.ZmqSubscriber(endpoint, ["order.*"], bus):
-            assert pub.wait_for_subscribers(1, timeout=10)
+            assert pub.wait_for_subscribers(1, timeout=60)
             for i in range(10):
                 pub.publish("order.completed", {"i": i})
                 pub.publish("payment.processed", {"i": i})

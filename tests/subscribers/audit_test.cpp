@@ -59,7 +59,7 @@ TEST(AuditSubscriber, TheFileHoldsExactlyThePublishedEventsInOrderOnePerLine) {
     bus.publish(published.back());
     bus.publish(make("order.created", i));  // not audited
   }
-  ASSERT_TRUE(registry.stop_all(10s).success);
+  ASSERT_TRUE(registry.stop_all(60s).success);
   const auto lines = read_lines(path);
   ASSERT_EQ(lines.size(), published.size());
   for (std::size_t i = 0; i < lines.size(); ++i) {

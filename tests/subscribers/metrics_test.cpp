@@ -55,7 +55,7 @@ TEST(MetricsSubscriber, CountsEventsByNameNamespaceAndStepOutcome) {
   bus.publish(make("payment.processed", "payments"));
   bus.publish(make("payment.failed", "payments", kRetryable));
   bus.publish(make("order.cancelled", "orders", kPermanent));
-  ASSERT_TRUE(bus.drain(5s));
+  ASSERT_TRUE(bus.drain(60s));
   const auto snap = metrics->snapshot();
   EXPECT_EQ(snap["total"], 4);
   EXPECT_EQ(snap["by_event_name"], (nlohmann::json{{"payment.processed", 2},
@@ -139,7 +139,7 @@ TEST(MetricsSubscriber, OnStopWritesThePrometheusFileAtomically) {
   registry.register_subscriber(metrics);
   registry.start_all();
   bus.publish(make("payment.processed", "payments"));
-  ASSERT_TRUE(registry.stop_all(5s).success);
+  ASSERT_TRUE(registry.stop_all(60s).success);
   EXPECT_EQ(read_file(path), metrics->prometheus_text());
   std::size_t files = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir)) ++files;

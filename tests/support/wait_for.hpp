@@ -8,7 +8,7 @@ namespace herald::testing {
 
 /// Polls `condition` until it holds or `timeout` passes; returns its last value.
 template <typename Condition>
-bool wait_for(Condition condition, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+bool wait_for(Condition condition, std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!condition()) {
     if (std::chrono::steady_clock::now() >= deadline) return condition();

@@ -46,7 +46,7 @@ class Received {
     };
   }
   /// Waits until at least `n` messages arrived; false on timeout.
-  bool wait_for(std::size_t n, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  bool wait_for(std::size_t n, std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
     std::unique_lock lock(mutex_);
     return cv_.wait_for(lock, timeout, [&] { return messages_.size() >= n; });
   }

@@ -122,7 +122,7 @@ TEST_F(WorkerHttpTest, MetricsCountCompletionsEventsAndSubscribersOverARealSocke
 
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(worker.complete_step(completion(true, i)));
   for (int i = 5; i < 7; ++i) ASSERT_TRUE(worker.complete_step(completion(false, i)));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
 
   auto client = client_for(*address);
   const auto response = client.Get("/metrics");
@@ -203,7 +203,7 @@ TEST_F(WorkerHttpTest, StatusIsTheWorkersJsonStatus) {
   Worker worker(http_config(), &publishers_);
   worker.start();
   ASSERT_TRUE(worker.complete_step(completion(true, 1)));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   auto client = client_for(*worker.http_address());
   const auto response = client.Get("/status");
   ASSERT_TRUE(response);

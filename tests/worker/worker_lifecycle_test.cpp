@@ -191,7 +191,7 @@ TEST_F(WorkerLifecycle, StartingTwiceIsAnIllegalTransitionAndTheWorkerKeepsRunni
   }
   EXPECT_EQ(worker.state(), WorkerState::running);
   EXPECT_TRUE(worker.complete_step(completion(1)));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   EXPECT_EQ(recorder->names(), std::vector<std::string>{"payment.processed"});
   (void)worker.stop();
 }
@@ -251,7 +251,7 @@ TEST_F(WorkerLifecycle, AddSubscriberChecksItsArgumentTheNameAndTheState) {
   auto late = std::make_shared<Recorder>("late");
   worker.add_subscriber(late);  // starts at once
   worker.complete_step(completion(1));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   EXPECT_EQ(late->names(), std::vector<std::string>{"payment.processed"});
   (void)worker.stop();
   EXPECT_TRUE(late->stopped());
@@ -280,7 +280,7 @@ TEST_F(WorkerLifecycle, ThrowingListenersAndHooksAreContainedAndCounted) {
   worker.add_subscriber(recorder);
   worker.start();
   for (int i = 0; i < 3; ++i) worker.complete_step(completion(i));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   // One failing thread hook per dispatcher thread, one failing success hook per completion.
   ASSERT_TRUE(wait_for([&] { return worker.status()["hook_errors"] == 5; })) << worker.status().dump();
   EXPECT_EQ(successes.load(), 3);
@@ -344,7 +344,7 @@ TEST_F(WorkerLifecycle, EventsForTheTransportReachItAndAFailingTransportStopIsOn
   EXPECT_TRUE(transport->started.load());
   worker.complete_step(completion(1));
   worker.complete_step(completion(2));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   EXPECT_EQ(transport->sent(), (std::vector<std::string>{"payment.processed", "payment.processed"}));
   EXPECT_EQ(recorder->names().size(), 2u);  // broadcast: in process too
   EXPECT_EQ(worker.status()["transports"]["fake"]["sent"], 2);
@@ -389,7 +389,7 @@ TEST_F(WorkerLifecycle, BlockingIntakeWaitsItsTimeoutThenRefusesAndCountsRejecte
   gate.release = true;
   producer.join();
   EXPECT_EQ(late_result.load(), 1);
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   const auto counts = worker.status()["completions"];
   EXPECT_EQ(counts["received"], 3);
   EXPECT_EQ(counts["processed"], 3);
@@ -477,7 +477,7 @@ TEST_F(WorkerLifecycle, ReloadAddsRemovesAndReplacesConfiguredSubscribers) {
   LogCapture log;
   worker.start();
   worker.complete_step(completion(1));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   EXPECT_EQ(worker.health()["subscribers"]["subscribers"]["audit"]["health_check"], true);
 
   // audit unchanged; metrics now counts orders only (replaced); a second audit file added.
@@ -490,7 +490,7 @@ TEST_F(WorkerLifecycle, ReloadAddsRemovesAndReplacesConfiguredSubscribers) {
   const auto first_metrics = read_file(dir.path / "metrics.prom");
   EXPECT_TRUE(contains(first_metrics, "herald_events_total{event_name=\"payment.processed\"} 1")) << first_metrics;
   worker.complete_step(completion(2));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   EXPECT_EQ(worker.subscribers().names().size(), 3u);
 
   // metrics and orders removed: stopped and forgotten.
@@ -532,7 +532,7 @@ TEST_F(WorkerLifecycle, ReloadRefusesUnknownPublishersAndKeepsTheOldDeclarations
     EXPECT_TRUE(contains(e.what(), "ghost")) << e.what();
   }
   worker.complete_step(completion(1));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   EXPECT_EQ(recorder->names(), std::vector<std::string>{"payment.processed"});
   (void)worker.stop();
 }
@@ -574,15 +574,15 @@ TEST_F(WorkerLifecycle, ReloadFromFileReadsTheFileTheWorkerCameFrom) {
   worker.add_subscriber(recorder);
   worker.start();
   worker.complete_step(completion(1));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   write_config("payment.settled");
   worker.reload_from_file();
   worker.complete_step(completion(2));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   std::ofstream(file) << "{\"steps\": [";  // broken: refused, the running configuration stays
   EXPECT_THROW(worker.reload_from_file(), herald::ConfigError);
   worker.complete_step(completion(3));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   EXPECT_EQ(recorder->names(),
             (std::vector<std::string>{"payment.processed", "payment.settled", "payment.settled"}));
   (void)worker.stop();

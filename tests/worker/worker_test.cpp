@@ -101,7 +101,7 @@ TEST_F(WorkerTest, CompletionsBecomeEventsForSubscribersByCondition) {
   EXPECT_TRUE(worker.complete_step(completion(true, 1)));
   EXPECT_TRUE(worker.complete_step(completion(false, 2, /*retryable=*/true)));
   EXPECT_TRUE(worker.complete_step(completion(false, 3, /*retryable=*/false)));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   EXPECT_EQ(names_of(recorder->events()),
             (std::vector<std::string>{"payment.processed", "payment.retrying", "payment.failed"}));
   EXPECT_EQ(recorder->events()[0]->metadata().correlation_id, "corr-1");
@@ -124,7 +124,7 @@ TEST_F(WorkerTest, HooksRunInOrderAndShutdownHooksInReverse) {
   worker.on_error([&](const StepCompletion& c, const herald::PublishFailure&) { note("error " + c.correlation_id); });
   worker.start();
   worker.complete_step(completion(true, 1));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   (void)worker.stop();
   EXPECT_EQ(calls, (std::vector<std::string>{"startup1", "startup2", "success corr-1", "shutdown2", "shutdown1"}));
 }
@@ -208,7 +208,7 @@ TEST_F(WorkerTest, OnErrorSeesPublishFailuresAndAThrowingOnErrorIsNotFatal) {
   });
   worker.start();
   worker.complete_step(completion(true, 1));  // result {"n":1} lacks "amount"
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("schema"), std::string::npos) << errors[0];
   EXPECT_NE(errors[0].find("amount"), std::string::npos) << errors[0];
@@ -227,7 +227,7 @@ TEST_F(WorkerTest, AnUnknownStepIsReportedToOnErrorNamingTheStep) {
   auto c = completion(true);
   c.step_name = "ship_order";
   worker.complete_step(c);
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   EXPECT_NE(message.find("unknown step 'ship_order'"), std::string::npos) << message;
   EXPECT_NE(message.find("process_payment"), std::string::npos) << message;
   EXPECT_EQ(worker.status()["completions"]["unknown_step"], 1);
@@ -274,7 +274,7 @@ TEST_F(WorkerTest, StatusReportsStateCountsQueuesAndSubscribers) {
   worker.start();
   worker.complete_step(completion(true, 1));
   worker.complete_step(completion(false, 2));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   const auto s = worker.status();
   EXPECT_EQ(s["state"], "RUNNING");
   EXPECT_EQ(s["worker"], "test-worker");
@@ -321,12 +321,12 @@ TEST_F(WorkerTest, ReloadAppliesNewDeclarationsToLaterCompletions) {
   worker.add_subscriber(recorder);
   worker.start();
   worker.complete_step(completion(true, 1));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   worker.reload(WorkerConfig::from_json(json{
       {"steps", {{{"name", "process_payment"},
                   {"publishes_events", {{{"name", "payment.settled"}, {"condition", "always"}}}}}}}}));
   worker.complete_step(completion(true, 2));
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   EXPECT_EQ(names_of(recorder->events()), (std::vector<std::string>{"payment.processed", "payment.settled"}));
   (void)worker.stop();
 }
@@ -356,7 +356,7 @@ TEST(WorkerIntake, DropOldestDisplacesQueuedCompletionsAndCountsThem) {
   ASSERT_TRUE(wait_for([&] { return seen.load() == 1; }));
   for (int i = 1; i <= 5; ++i) EXPECT_TRUE(worker.complete_step(completion(true, i)));  // 1..3 displaced
   release = true;
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   const auto c = worker.status()["completions"];
   EXPECT_EQ(c["received"], 6);
   EXPECT_EQ(c["dropped"], 3);
@@ -383,7 +383,7 @@ TEST(WorkerIntake, DropNewestRefusesWhenFull) {
   EXPECT_TRUE(worker.complete_step(completion(true, 1)));
   EXPECT_FALSE(worker.complete_step(completion(true, 2)));
   release = true;
-  ASSERT_TRUE(worker.drain(10s));
+  ASSERT_TRUE(worker.drain(60s));
   EXPECT_EQ(worker.status()["completions"]["rejected"], 1);
   EXPECT_EQ(worker.status()["completions"]["processed"], 2);
   (void)worker.stop();
