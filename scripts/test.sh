@@ -22,18 +22,30 @@ export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$supp/lsan.supp}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/tsan.supp}"
 
+# A test that hangs is ended by its hang guard (faulthandler, exit=True), before pytest can show
+# what it captured: the guard writes the stuck threads' stacks here, printed below.
+hang_log="$(mktemp)"
+trap 'rm -f "$hang_log"' EXIT
+export HERALD_HANG_LOG="$hang_log"
+report_hang() {
+  if [ -s "$hang_log" ]; then
+    echo "test: pytest hung and was stopped by its hang guard: $(head -1 "$hang_log")"
+    cat "$hang_log"
+  fi
+}
+
 status=0
 ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)" --timeout 600 || status=1
 
 if [ -d tests/python ] && ls tests/python/test_*.py >/dev/null 2>&1; then
   if [ "$preset" = default ]; then
     PYTHONPATH="$PWD/$build_dir/python${PYTHONPATH:+:$PYTHONPATH}" HERALD_BUILD_DIR="$PWD/$build_dir" \
-      /usr/bin/python3 -m pytest -q tests/python tests/stress || status=1
+      /usr/bin/python3 -m pytest -q tests/python tests/stress || { status=1; report_hang; }
   elif [ "$preset" = asan ]; then
     preload="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
     LD_PRELOAD="$preload" ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" \
       PYTHONPATH="$PWD/$build_dir/python${PYTHONPATH:+:$PYTHONPATH}" HERALD_BUILD_DIR="$PWD/$build_dir" \
-      /usr/bin/python3 -m pytest -q tests/python tests/stress || status=1
+      /usr/bin/python3 -m pytest -q tests/python tests/stress || { status=1; report_hang; }
   fi
 fi
 exit $status

@@ -123,11 +123,20 @@ class EventBus:
         return self._native.drain(timeout)
 
     def close(self, timeout: float = 5.0) -> JSONDict:
-        """Refuses new events, drains within `timeout`, stops the dispatchers. Idempotent."""
+        """Refuses new events, drains within `timeout`, stops the dispatchers. Idempotent.
+
+        From a coroutine, prefer ``await aclose()``: a blocking close() there blocks the loop
+        that async handlers run on, so a handler still awaiting on it is cancelled (counted
+        failed, logged) rather than left to wait for a loop that waits for it."""
         report = self._native.close(timeout)
         if self._owned:
             self._runner.close()
         return report
+
+    async def aclose(self, timeout: float = 5.0) -> JSONDict:
+        """close() for coroutines: the loop keeps running while the bus drains, so async
+        handlers on it finish."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.close, timeout)
 
     @property
     def closed(self) -> bool:
@@ -146,6 +155,12 @@ class EventBus:
 
     def __enter__(self) -> EventBus:
         return self
+
+    async def __aenter__(self) -> EventBus:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -6,11 +6,14 @@ registry) from its own thread while it starts or stops."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import inspect
 import threading
 import weakref
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, Optional, TypeVar
 
+from ._herald import StateError
 from ._log import logger
 
 _T = TypeVar("_T")
@@ -22,6 +25,74 @@ async def _await(awaitable: Awaitable[_T]) -> _T:
 
 live_runners: "weakref.WeakSet[LoopRunner]" = weakref.WeakSet()
 """Every runner alive, so that interpreter exit can stop the loops they own."""
+
+
+# Threads blocked in a herald call that waits for handlers (EventBus.close(), unsubscribe(), ...)
+# and what they are blocked in; the waits of coroutine handlers, by loop thread. A handler's
+# coroutine that must run on a loop whose thread is blocked in such a call can never finish:
+# the call waits for the handler, the handler for the loop. `await_` sees that and cancels the
+# coroutine instead of waiting forever (it hung the interpreter: EventBus.close() from inside
+# `asyncio.run(main())` while the last async handler was between two awaits).
+_blocked_lock = threading.Lock()
+_blocked: dict[int, str] = {}
+_waiting: dict[int, set[threading.Event]] = {}
+
+
+@contextlib.contextmanager
+def blocking_call(what: str) -> Iterator[None]:
+    """Marks the calling thread as blocked in `what` (a call that waits for handlers) while the
+    block runs, and wakes the handlers waiting for a coroutine on this thread's loop."""
+    ident = threading.get_ident()
+    with _blocked_lock:
+        outer = _blocked.get(ident)
+        _blocked[ident] = what
+        waiters = list(_waiting.get(ident, ()))
+    for w in waiters:
+        w.set()
+    try:
+        yield
+    finally:
+        with _blocked_lock:
+            if outer is None:
+                del _blocked[ident]
+            else:
+                _blocked[ident] = outer
+
+
+def _loop_blocked_error(thread: int, what: str) -> StateError:
+    logger.warning("herald: an async handler's coroutine was cancelled: its event loop's thread is "
+                   "blocked in %s, which waits for the handler (from a coroutine, use `await "
+                   "bus.aclose()` or `async with`)", what)
+    return StateError(f"the handler's event loop (thread {thread}) is blocked in {what}, which waits "
+                      "for this handler: the coroutine was cancelled")
+
+
+def _wait_unless_blocked(future: "concurrent.futures.Future[_T]", thread: int) -> _T:
+    """future.result(), unless `thread` (the loop's) is or becomes blocked in a herald call that
+    waits for this very handler: then the coroutine is cancelled and StateError raised."""
+    woken = threading.Event()
+    future.add_done_callback(lambda _: woken.set())
+    with _blocked_lock:
+        what = _blocked.get(thread)
+        if what is None:
+            _waiting.setdefault(thread, set()).add(woken)
+    try:
+        if what is None:
+            woken.wait()
+            if future.done():
+                return future.result()
+            with _blocked_lock:
+                what = _blocked.get(thread, "a blocking call")
+        if future.cancel() or future.cancelled():
+            raise _loop_blocked_error(thread, what)
+        return future.result()  # it finished as the loop's thread blocked
+    finally:
+        with _blocked_lock:
+            waiters = _waiting.get(thread)
+            if waiters is not None:
+                waiters.discard(woken)
+                if not waiters:
+                    del _waiting[thread]
 
 
 class LoopRunner:
@@ -113,7 +184,13 @@ class LoopRunner:
                 raise RuntimeError("herald: a coroutine hook was called on its own event loop's thread")
             logger.warning("herald: coroutine hook called from the thread of its event loop; running it "
                            "on a loop of its own instead (use `async with` / `await worker.run()`)")
-        return asyncio.run_coroutine_threadsafe(_await(awaitable), loop).result()
+        with _blocked_lock:
+            what = _blocked.get(thread)
+        if what is not None:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # never scheduled: no "never awaited" warning
+            raise _loop_blocked_error(thread, what)
+        return _wait_unless_blocked(asyncio.run_coroutine_threadsafe(_await(awaitable), loop), thread)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         result = fn(*args)

@@ -212,4 +212,26 @@ void bind_worker(py::module_& m);
 void bind_zmq(py::module_& m);
 void bind_durable(py::module_& m);  // durable.cpp
 
+/// Runs `wait` (a call that waits for handlers to finish) with the GIL released, inside
+/// herald._loop.blocking_call(what): an async handler whose coroutine needs this thread's event
+/// loop is then cancelled instead of waiting for a loop that waits for it (a deadlock).
+/// Called with the GIL held.
+template <typename Wait>
+auto blocking_call(const char* what, Wait&& wait) {
+  py::object scope = py::module_::import("herald._loop").attr("blocking_call")(what);
+  scope.attr("__enter__")();
+  struct Exit {
+    py::object& scope;
+    ~Exit() {
+      try {
+        scope.attr("__exit__")(py::none(), py::none(), py::none());
+      } catch (py::error_already_set& e) {
+        e.discard_as_unraisable("herald: leaving blocking_call");
+      }
+    }
+  } exit{scope};
+  py::gil_scoped_release nogil;
+  return wait();
+}
+
 }  // namespace herald::py_bindings

@@ -160,8 +160,10 @@ void bind_events(py::module_& m) {
 
   py::class_<PySubscription>(m, "Subscription",
                              "A subscription; unsubscribe() ends it (dropping the handle does not).")
-      .def("unsubscribe", [](PySubscription& s) { s.subscription.unsubscribe(); },
-           py::call_guard<py::gil_scoped_release>(),
+      .def("unsubscribe",
+           [](PySubscription& s) {
+             blocking_call("Subscription.unsubscribe()", [&] { s.subscription.unsubscribe(); });
+           },
            "Stops deliveries; when it returns the handler is not running (unless called from "
            "inside it). Idempotent.")
       .def_property_readonly("active", [](const PySubscription& s) { return s.subscription.active(); })
@@ -178,8 +180,7 @@ void bind_events(py::module_& m) {
       .def("resume", [](PySubscription& s) { s.subscription.resume(); }, py::call_guard<py::gil_scoped_release>())
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PySubscription& s, py::args) {
-        py::gil_scoped_release nogil;
-        s.subscription.unsubscribe();
+        blocking_call("Subscription.__exit__()", [&] { s.subscription.unsubscribe(); });
       });
 
   py::class_<PyBus>(m, "_EventBus")
@@ -289,11 +290,8 @@ void bind_events(py::module_& m) {
       .def(
           "close",
           [](PyBus& self, double timeout) {
-            StopReport r;
-            {
-              py::gil_scoped_release nogil;
-              r = self.bus->stop(seconds_to_ms(timeout));
-            }
+            const StopReport r =
+                blocking_call("EventBus.close()", [&] { return self.bus->stop(seconds_to_ms(timeout)); });
             py::dict d;
             d["drained"] = r.drained;
             d["undelivered"] = r.undelivered;

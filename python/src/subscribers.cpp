@@ -235,11 +235,9 @@ void bind_subscribers(py::module_& m) {
       .def(
           "stop_all",
           [](PySubscriberRegistry& self, double timeout) {
-            nlohmann::json j;
-            {
-              py::gil_scoped_release nogil;
-              j = self.registry->stop_all(ms(timeout)).to_json();
-            }
+            const nlohmann::json j = blocking_call("SubscriberRegistry.stop_all()", [&] {
+              return self.registry->stop_all(ms(timeout)).to_json();
+            });
             return to_python(j);
           },
           py::arg("timeout") = 5.0)
