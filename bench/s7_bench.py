@@ -185,6 +185,10 @@ def main():
     ap.add_argument("--variants", default="file,listen,inline,one_dispatcher")
     args = ap.parse_args()
     variants = [v for v in args.variants.split(",") if v]
+    known = ("file", "listen", "inline", "one_dispatcher")
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(unknown)}: expected some of {', '.join(known)}")
     if "listen" in variants and not args.sender:
         ap.error("--sender is needed for the listen variant")
     herald = os.path.abspath(args.herald)

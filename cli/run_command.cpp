@@ -183,10 +183,19 @@ int run_worker(const RunOptions& options) {
     }
     config.http = HttpConfig{options.http};
   }
+  // The line reader alone (no --listen) runs the pipeline on its own thread
+  // (Worker::process_steps): nothing to hand over, no intake to keep below capacity; it goes at
+  // the pipeline's pace, which is what the `block` intake policy asks for. With --listen, the
+  // inputs go through the intake, one ordered queue for both; with a drop policy too (a full
+  // intake drops rather than hold the producer back, as configured).
+  const bool reader_runs_pipeline =
+      options.listen.empty() && config.intake_overflow == OverflowPolicy::block;
   // The window applies to a `block` intake only: with a drop policy, a full intake dropping
   // completions is what the configuration asks for.
   std::optional<IntakeWindow> window;
-  if (config.intake_overflow == OverflowPolicy::block) window.emplace(config.intake_capacity);
+  if (!reader_runs_pipeline && config.intake_overflow == OverflowPolicy::block) {
+    window.emplace(config.intake_capacity);
+  }
   Worker worker(std::move(config));
   if (window) {
     worker.on_success([&window](const StepCompletion&) { window->processed(); });
@@ -195,12 +204,15 @@ int run_worker(const RunOptions& options) {
   IntakeCounters counts;
   std::atomic<bool> input_done{false}, strict_failed{false};
   // How both inputs submit: completions collect in `chunk` (each through the window) and go
-  // to the worker together, one hand-over per chunk (Worker::complete_steps). The chunk is
-  // submitted before the window could wait, so the reader never waits for completions it has
-  // not handed over. Returns how many of the chunk were accepted.
+  // to the worker together, one hand-over per chunk (Worker::complete_steps), or are processed
+  // right here when the reader runs the pipeline. The chunk is submitted before the window
+  // could wait, so the reader never waits for completions it has not handed over. Returns how
+  // many of the chunk were accepted.
   auto submit_chunk = [&](std::vector<StepCompletion>& chunk) -> std::size_t {
     if (chunk.empty()) return 0;
-    const std::size_t accepted = worker.complete_steps(std::span<StepCompletion>(chunk));
+    const std::size_t accepted = reader_runs_pipeline
+                                     ? worker.process_steps(std::span<StepCompletion>(chunk))
+                                     : worker.complete_steps(std::span<StepCompletion>(chunk));
     if (window) for (std::size_t i = accepted; i < chunk.size(); ++i) window->cancel();
     chunk.clear();
     return accepted;

@@ -374,17 +374,24 @@ ReadStatus read_json(std::string_view text, Handler& handler) {
 class DomBuilder {
  public:
   explicit DomBuilder(json& root, std::size_t max_depth = std::numeric_limits<std::size_t>::max())
-      : root_(root), max_depth_(max_depth) {}
+      : root_(&root), max_depth_(max_depth) {}
 
-  bool null() { return put(json(nullptr)); }
-  bool boolean(bool v) { return put(json(v)); }
-  bool number_integer(std::int64_t v) { return put(json(v)); }
-  bool number_unsigned(std::uint64_t v) { return put(json(v)); }
-  bool number_float(double v, const std::string&) { return put(json(v)); }
-  bool string(std::string& v) { return put(json(std::move(v))); }
+  /// Builds the next value into `root`, keeping the stack's storage (one builder per document
+  /// reader rather than one per value).
+  void reset(json& root) noexcept {
+    root_ = &root;
+    stack_.clear();
+  }
+
+  bool null() { return put(nullptr); }
+  bool boolean(bool v) { return put(v); }
+  bool number_integer(std::int64_t v) { return put(v); }
+  bool number_unsigned(std::uint64_t v) { return put(v); }
+  bool number_float(double v, const std::string&) { return put(v); }
+  bool string(std::string& v) { return put(std::move(v)); }
   bool binary(json::binary_t& v) { return put(json::binary(std::move(v))); }
   bool key(std::string& k) {
-    key_slot_ = &stack_.back()->get_ref<json::object_t&>()[std::move(k)];
+    key_ = std::move(k);
     return true;
   }
   bool start_object(std::size_t) { return open(json::value_t::object); }
@@ -403,34 +410,41 @@ class DomBuilder {
   }
 
  private:
-  json* place(json&& value) {
+  // Constructs the value in its place (a map node, an array slot): no temporary json to move
+  // and destroy per value, which showed in S7's profile. A repeated key keeps the last value,
+  // as json's own parser does.
+  template <class V>
+  json* place(V&& value) {
     if (stack_.empty()) {
-      root_ = std::move(value);
-      return &root_;
+      *root_ = json(std::forward<V>(value));
+      return root_;
     }
     json& parent = *stack_.back();
     if (parent.is_array()) {
       auto& array = parent.get_ref<json::array_t&>();
-      array.push_back(std::move(value));
+      array.emplace_back(std::forward<V>(value));
       return &array.back();
     }
-    *key_slot_ = std::move(value);
-    return key_slot_;
+    auto& object = parent.get_ref<json::object_t&>();
+    auto [it, inserted] = object.try_emplace(std::move(key_), std::forward<V>(value));
+    if (!inserted) it->second = json(std::forward<V>(value));  // try_emplace left it untouched
+    return &it->second;
   }
-  bool put(json&& value) {
-    place(std::move(value));
+  template <class V>
+  bool put(V&& value) {
+    place(std::forward<V>(value));
     return true;
   }
   bool open(json::value_t type) {
     if (stack_.size() >= max_depth_) return false;
-    stack_.push_back(place(json(type)));
+    stack_.push_back(place(type));
     return true;
   }
 
-  json& root_;
+  json* root_;
   std::size_t max_depth_;
   std::vector<json*> stack_;
-  json* key_slot_ = nullptr;
+  std::string key_;  // the key whose value comes next
 };
 
 /// Appends `value` as compact JSON: exactly json::dump(-1, ' ', false, error_handler_t::replace).

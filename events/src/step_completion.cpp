@@ -131,7 +131,7 @@ class CompletionSlots {
   }
   bool binary(json::binary_t&) { return false; }
   bool key(std::string& k) {
-    if (level_ > 1) return sub_->key(k);
+    if (level_ > 1) return sub_.key(k);
     Slot slot = other;
     static constexpr std::array<std::string_view, other> kKeys = {
         "step_name", "task_uuid", "step_uuid", "namespace", "correlation_id", "success",
@@ -144,7 +144,7 @@ class CompletionSlots {
     }
     current_ = slot;
     text_set_[slot] = false;  // a repeated key: the last value wins, whatever its type
-    sub_.emplace(slots_[slot], json_fields::kMaxDepth - 1);
+    sub_.reset(slots_[slot]);
     return true;
   }
   bool start_object(std::size_t n) {
@@ -154,27 +154,27 @@ class CompletionSlots {
       return true;
     }
     ++level_;
-    return sub_->start_object(n);
+    return sub_.start_object(n);
   }
   bool start_array(std::size_t n) {
     if (level_ == 0) return false;  // not an object: the general path says so
     ++level_;
-    return sub_->start_array(n);
+    return sub_.start_array(n);
   }
   bool end_object() {
     if (--level_ == 0) return true;
-    return sub_->end_object();
+    return sub_.end_object();
   }
   bool end_array() {
     --level_;
-    return sub_->end_array();
+    return sub_.end_array();
   }
 
  private:
   template <class F>
   bool value(F&& put) {
     if (level_ == 0) return false;  // a scalar text: the general path words the error
-    return put(*sub_);
+    return put(sub_);
   }
 
   // A string field: its text when the (last) value was a string, "" when absent or null.
@@ -235,7 +235,7 @@ class CompletionSlots {
   std::array<std::string, kTextSlots> text_;
   std::array<bool, kSlots> text_set_{};
   Slot current_ = other;
-  std::optional<detail::json_codec::DomBuilder> sub_;
+  detail::json_codec::DomBuilder sub_{slots_[other], json_fields::kMaxDepth - 1};
   int level_ = 0;
   bool object_ = false;
 };

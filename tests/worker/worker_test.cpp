@@ -388,3 +388,98 @@ TEST(WorkerIntake, DropNewestRefusesWhenFull) {
   EXPECT_EQ(worker.status()["completions"]["processed"], 2);
   (void)worker.stop();
 }
+
+// ---- process_steps: the caller runs the pipeline ------------------------------------------
+
+TEST_F(WorkerTest, ProcessStepsPublishesOnTheCallersThreadInOrder) {
+  Worker worker(payments_config(), &publishers_);
+  auto recorder = std::make_shared<RecordingSubscriber>("recorder");
+  worker.add_subscriber(recorder);
+  std::mutex mutex;
+  std::vector<std::thread::id> hook_threads;
+  worker.on_success([&](const StepCompletion&) {
+    std::lock_guard lock(mutex);
+    hook_threads.push_back(std::this_thread::get_id());
+  });
+  worker.start();
+  std::vector<StepCompletion> run;
+  for (int i = 0; i < 100; ++i) run.push_back(completion(true, i));
+  EXPECT_EQ(worker.process_steps(run), 100u);
+  {
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(hook_threads.size(), 100u);  // processed before process_steps returned
+    for (const auto& id : hook_threads) EXPECT_EQ(id, std::this_thread::get_id());
+  }
+  ASSERT_TRUE(worker.drain(60s));
+  const auto events = recorder->events();
+  ASSERT_EQ(events.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(events[i]->payload()["n"], i);
+  const auto c = worker.status()["completions"];
+  EXPECT_EQ(c["received"], 100);
+  EXPECT_EQ(c["processed"], 100);
+  (void)worker.stop();
+  std::vector<StepCompletion> late{completion(true, 7)};
+  EXPECT_EQ(worker.process_steps(late), 0u);  // stopped: refused and counted
+  EXPECT_EQ(worker.status()["completions"]["rejected"], 1);
+}
+
+TEST_F(WorkerTest, CompletionsSubmittedDuringProcessStepsQueueBehindThem) {
+  Worker worker(payments_config(), &publishers_);
+  std::mutex mutex;
+  std::vector<std::string> order;
+  std::vector<std::thread::id> threads;
+  worker.on_success([&](const StepCompletion& c) {
+    {
+      std::lock_guard lock(mutex);
+      order.push_back(c.correlation_id);
+      threads.push_back(std::this_thread::get_id());
+    }
+    // Submitted to the intake while the caller holds it: the intake thread must wait.
+    if (c.correlation_id == "corr-0") {
+      EXPECT_TRUE(worker.complete_step(completion(true, 1000)));
+    }
+  });
+  worker.start();
+  std::vector<StepCompletion> run;
+  for (int i = 0; i < 50; ++i) run.push_back(completion(true, i));
+  EXPECT_EQ(worker.process_steps(run), 50u);
+  ASSERT_TRUE(worker.drain(60s));
+  (void)worker.stop();
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(order.size(), 51u);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(order[i], "corr-" + std::to_string(i));
+    EXPECT_EQ(threads[i], std::this_thread::get_id());
+  }
+  EXPECT_EQ(order[50], "corr-1000");                   // after the whole run
+  EXPECT_NE(threads[50], std::this_thread::get_id());  // by the intake thread
+}
+
+TEST_F(WorkerTest, StopPastItsDeadlineAccountsForWhatAProcessStepsRunLeft) {
+  Worker worker(payments_config(), &publishers_);
+  std::atomic<int> seen{0};
+  worker.on_success([&](const StepCompletion&) {
+    if (seen++ != 0) return;
+    // The first completion of the run queues one more behind it and holds the run until
+    // stop() (deadline 0 ms) has given up on the intake: it drops the queued one (what this
+    // waits for) after telling the run to stop.
+    EXPECT_TRUE(worker.complete_step(completion(true, 1000)));
+    EXPECT_TRUE(wait_for([&] { return worker.status()["completions"]["dropped"] == 1; }));
+  });
+  worker.start();
+  std::vector<StepCompletion> run;
+  for (int i = 0; i < 10; ++i) run.push_back(completion(true, i));
+  std::size_t processed_by_run = 0;
+  std::thread caller([&] { processed_by_run = worker.process_steps(run); });
+  ASSERT_TRUE(wait_for([&] { return seen.load() == 1; }));
+  const auto report = worker.stop(0ms);
+  caller.join();
+  EXPECT_FALSE(report.graceful);
+  EXPECT_EQ(processed_by_run, 1u);  // the run stopped after its current completion
+  // The 9 the run left and the 1 queued: nothing accepted goes unaccounted.
+  EXPECT_EQ(report.intake_undelivered, 10u);
+  const auto c = worker.status()["completions"];
+  EXPECT_EQ(c["received"], 11);
+  EXPECT_EQ(c["processed"], 1);
+  EXPECT_EQ(c["dropped"], 10);
+}

@@ -22,6 +22,7 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <utility>
 
 namespace herald {
 
@@ -196,6 +197,9 @@ struct Worker::Impl {
   std::atomic<std::size_t> intake_in_hand{0};
   // stop() passed its deadline: the intake thread leaves the rest of its batch (counted there).
   std::atomic<bool> intake_abandoned{false};
+  // What a process_steps() caller left unprocessed when stop() gave up (under intake_mutex;
+  // stop() collects it once the caller has let go of the intake).
+  std::uint64_t caller_left = 0;
 
   // received == processed + dropped + queued; rejected were never accepted.
   std::atomic<std::uint64_t> received{0}, processed{0}, rejected{0}, dropped{0}, succeeded{0},
@@ -324,6 +328,8 @@ struct Worker::Impl {
       {
         IntakeLock lock(intake_mutex);
         if (!intake.wait_for_items(lock)) break;  // closed and drained
+        // A process_steps() caller holds the intake: what is queued waits for it.
+        intake_idle.wait(lock, [&] { return !intake_busy; });
         // Wakes the submitters blocked for room (only if there are any).
         const std::size_t n = intake.take(lock, kIntakeBatch, batch);
         intake_in_hand.store(n, std::memory_order_relaxed);
@@ -634,6 +640,45 @@ std::size_t Worker::complete_steps(std::span<StepCompletion> completions, Publis
   return accepted;
 }
 
+std::size_t Worker::process_steps(std::span<StepCompletion> completions) {
+  auto& w = *impl_;
+  if (completions.empty()) return 0;
+  {
+    // Take the intake's place: after what is queued, never beside the intake thread or
+    // another caller.
+    Impl::IntakeLock lock(w.intake_mutex);
+    w.intake_idle.wait(lock, [&] { return w.intake.closed(lock) || (w.intake.empty(lock) && !w.intake_busy); });
+    if (w.intake.closed(lock)) {
+      w.rejected.fetch_add(completions.size());
+      return 0;
+    }
+    w.intake_busy = true;
+  }
+  w.received.fetch_add(completions.size());
+  std::size_t done = 0;
+  {
+    std::optional<EventBus::DeferWakes> defer;
+    if (w.bus) defer.emplace(*w.bus);
+    for (const auto& c : completions) {
+      if (w.intake_abandoned.load(std::memory_order_relaxed)) break;  // stop() gave up
+      try {
+        w.process(c);
+      } catch (const std::exception& e) {  // hooks are guarded; this is a last resort
+        logger()->error("worker '{}': processing step '{}' failed: {}", w.config.name, c.step_name, e.what());
+      }
+      w.processed.fetch_add(1);
+      ++done;
+    }
+  }
+  {
+    Impl::IntakeLock lock(w.intake_mutex);
+    w.caller_left += completions.size() - done;
+    w.intake_busy = false;
+  }
+  w.intake_idle.notify_all();
+  return done;
+}
+
 bool Worker::drain(std::chrono::milliseconds timeout) {
   auto& w = *impl_;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -677,17 +722,24 @@ WorkerStopReport Worker::stop(std::optional<std::chrono::milliseconds> deadline)
   bool intake_timed_out = false;
   if (!w.wait_intake_idle(until)) {
     Impl::IntakeLock lock(w.intake_mutex);
+    // The intake thread (or a process_steps() caller) stops after its current completion.
+    w.intake_abandoned.store(true);
     // Accepted but given up on: dropped, so that received == processed + dropped + queued holds.
     report.intake_undelivered = w.intake.clear(lock);
     w.dropped.fetch_add(report.intake_undelivered);
-    w.intake_abandoned.store(true);  // the intake thread exits after its current completion
     intake_timed_out = true;
     report.graceful = false;
   }
   if (w.intake_thread.joinable()) w.intake_thread.join();
   if (intake_timed_out) {
-    // The rest of the batch the intake thread held when it gave up.
-    const auto left_in_hand = w.intake_in_hand.exchange(0);
+    // The rest of the batch the intake thread held when it gave up, and of a process_steps()
+    // run (its caller lets go after its current completion).
+    std::uint64_t left_in_hand = w.intake_in_hand.exchange(0);
+    {
+      Impl::IntakeLock lock(w.intake_mutex);
+      w.intake_idle.wait(lock, [&] { return !w.intake_busy; });
+      left_in_hand += std::exchange(w.caller_left, 0);
+    }
     report.intake_undelivered += left_in_hand;
     w.dropped.fetch_add(left_in_hand);
   }

@@ -70,7 +70,7 @@ struct [[nodiscard]] WorkerStopReport {
 /// anything else starts) and serves GET /metrics (prometheus_text()), /health (health(); 200 when
 /// healthy, 503 otherwise) and /status (status()) on threads of its own until stop() begins.
 ///
-/// Thread safety: complete_step(), complete_steps(), intake_has_room(), state(), status(), health(),
+/// Thread safety: complete_step(), complete_steps(), process_steps(), intake_has_room(), state(), status(), health(),
 /// prometheus_text(), http_address(), request_stop() may be called from any thread. Hooks must be registered before start() (StateError after). start(),
 /// stop() and run() are meant for one controlling thread; stop() is idempotent. The destructor
 /// stops the worker (graceful, with the configured drain timeout). Not copyable or movable.
@@ -122,6 +122,20 @@ class Worker {
   /// from (those refused too).
   std::size_t complete_steps(std::span<StepCompletion> completions,
                              PublishWait wait = PublishWait::allowed);
+  /// Publishes a run of completions on the calling thread ("caller runs") instead of handing
+  /// them to the intake thread: for one producer with nothing else to do meanwhile (`herald run
+  /// --steps FILE`), it saves the hand-over, the intake's wake-ups and a busy thread (issue 16:
+  /// S7 measured in the commit and the README). It takes the intake's place: it waits until the
+  /// intake is empty and idle, then processes the completions in order, one at a time, while
+  /// the intake thread waits (completions submitted meanwhile queue behind them); the
+  /// on_success / on_error hooks run on this thread. There is no queue, so the intake's
+  /// capacity and overflow policy do not apply: the caller goes at the pipeline's pace (a
+  /// `block` subscriber queue still holds it back). Returns how many were processed: 0 when
+  /// the worker is not running (counted as rejected), fewer when stop() passed its deadline
+  /// meanwhile (the rest are counted as undelivered, as the intake's would be). drain() and
+  /// stop() wait for a run in progress as for the intake. The completions are moved from.
+  /// Must not be called from a hook (it would wait for itself).
+  std::size_t process_steps(std::span<StepCompletion> completions);
   /// True when complete_step() would not wait now (for cooperative back-pressure).
   [[nodiscard]] bool intake_has_room() const;
   /// Graceful stop within `deadline` (default: the configured shutdown_drain_timeout).
