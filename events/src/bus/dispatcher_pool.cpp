@@ -112,13 +112,17 @@ void DispatcherPool::run_batch(const MailboxPtr& mb) {
     std::uint64_t handled = 0, failed = 0, dropped = 0;
     std::string last_error;
     run_handlers(*mb, batch, outcomes, handled, failed, dropped, last_error);
+    // Release the events before announcing their completion, and outside the mailbox lock:
+    // the last reference frees the event (its payload tree, its strings, its JSON text), which
+    // under the lock kept publishers to this mailbox waiting (S7's profile: 58% of all context
+    // switches were the publisher blocking in enqueue on this lock).
+    batch.clear();
 
     lock.lock();
     serial_add(mb->handled, handled);
     serial_add(mb->failed, failed);
     serial_add(mb->dropped, dropped);
     if (!last_error.empty()) mb->last_error = std::move(last_error);
-    batch.clear();  // release the events before announcing their completion
     quiet_.remove_pending(static_cast<std::int64_t>(handled + failed + dropped));
     if (ready_size_.load(std::memory_order_relaxed) > 0) {
       // Others are waiting: yield the thread and requeue behind them if work is left.
