@@ -1,6 +1,7 @@
 #include "json_codec.hpp"
 
 #include <array>
+#include <cstring>
 #include <optional>
 
 namespace herald::detail::json_codec {
@@ -34,9 +35,20 @@ constexpr std::array<char, 16> kHex = {'0', '1', '2', '3', '4', '5', '6', '7',
 
 void write_string(std::string& out, std::string_view text, Fallback& fallback) {
   const std::size_t mark = out.size();
-  out.push_back('"');
   const char* p = text.data();
   const char* const end = p + text.size();
+  const std::size_t first_run = plain_run(p, end);
+  if (first_run == text.size()) {
+    // Nothing to escape (most keys and values): the quotes and the text with one growth check
+    // instead of three appends (json_text writes a dozen strings per event).
+    out.resize(mark + text.size() + 2);
+    char* d = out.data() + mark;
+    d[0] = '"';
+    if (!text.empty()) std::memcpy(d + 1, p, text.size());
+    d[text.size() + 1] = '"';
+    return;
+  }
+  out.push_back('"');
   for (;;) {
     const std::size_t run = plain_run(p, end);
     out.append(p, run);

@@ -96,8 +96,12 @@ EventMetadata build_metadata(const StepCompletion& c, const std::string& publish
     apply_metadata_layer(m, c.metadata);
   }
   if (!additional.is_null()) apply_metadata_layer(m, additional);
-  m.extra["publisher"] = publisher;
-  m.extra["event_version"] = DomainEvent::kEventVersion;
+  // Straight into the object's nodes (no temporary json per key); a layer's own "publisher" or
+  // "event_version" is overwritten, as before.
+  if (!m.extra.is_object()) m.extra = json::object();
+  auto& extra = m.extra.get_ref<json::object_t&>();
+  extra.insert_or_assign("publisher", publisher);
+  extra.insert_or_assign("event_version", DomainEvent::kEventVersion);
   return m;
 }
 
