@@ -124,10 +124,10 @@ void write_value(std::string& out, const json& value, Fallback& fallback) {
       append_json_integer(out, value.get<std::int64_t>());
       return;
     case json::value_t::boolean:
-      out.append(value.get<bool>() ? "true" : "false");
+      out.append(value.get<bool>() ? std::string_view("true") : std::string_view("false"));
       return;
     case json::value_t::null:
-      out.append("null");
+      out.append(std::string_view("null"));
       return;
     default:  // floats, binary, discarded
       fallback.dump(value);
