@@ -70,10 +70,11 @@ struct [[nodiscard]] WorkerStopReport {
 /// anything else starts) and serves GET /metrics (prometheus_text()), /health (health(); 200 when
 /// healthy, 503 otherwise) and /status (status()) on threads of its own until stop() begins.
 ///
-/// Thread safety: complete_step(), complete_steps(), process_steps(), intake_has_room(), state(), status(), health(),
-/// prometheus_text(), http_address(), request_stop() may be called from any thread. Hooks must be registered before start() (StateError after). start(),
-/// stop() and run() are meant for one controlling thread; stop() is idempotent. The destructor
-/// stops the worker (graceful, with the configured drain timeout). Not copyable or movable.
+/// Thread safety: complete_step(), complete_steps(), process_steps(), intake_has_room(), state(),
+/// status(), health(), prometheus_text(), http_address(), request_stop() may be called from any
+/// thread. Hooks must be registered before start() (StateError after). start(), stop() and run()
+/// are meant for one controlling thread; stop() is idempotent. The destructor stops the worker
+/// (graceful, with the configured drain timeout). Not copyable or movable.
 class Worker {
  public:
   using Hook = std::function<void()>;
@@ -133,7 +134,7 @@ class Worker {
   /// `block` subscriber queue still holds it back). Returns how many were processed: 0 when
   /// the worker is not running (counted as rejected), fewer when stop() passed its deadline
   /// meanwhile (the rest are counted as undelivered, as the intake's would be). drain() and
-  /// stop() wait for a run in progress as for the intake. The completions are moved from.
+  /// stop() wait for a run in progress as for the intake. The completions are only read.
   /// Must not be called from a hook (it would wait for itself).
   std::size_t process_steps(std::span<StepCompletion> completions);
   /// True when complete_step() would not wait now (for cooperative back-pressure).
