@@ -484,3 +484,21 @@ TEST_F(WorkerTest, StopPastItsDeadlineAccountsForWhatAProcessStepsRunLeft) {
   EXPECT_EQ(c["processed"], 1);
   EXPECT_EQ(c["dropped"], 10);
 }
+
+TEST_F(WorkerTest, AHookThrowingANonStandardExceptionIsContainedOnBothPaths) {
+  Worker worker(payments_config(), &publishers_);
+  std::atomic<int> calls{0};
+  worker.on_success([&](const StepCompletion&) {
+    ++calls;
+    throw 42;  // not a std::exception
+  });
+  worker.start();
+  std::vector<StepCompletion> run{completion(true, 0), completion(true, 1), completion(true, 2)};
+  EXPECT_EQ(worker.process_steps(run), 3u);  // the run went on, and let go of the intake
+  EXPECT_TRUE(worker.complete_step(completion(true, 3)));
+  ASSERT_TRUE(worker.drain(60s));
+  EXPECT_EQ(calls.load(), 4);
+  EXPECT_EQ(worker.status()["completions"]["processed"], 4);
+  const auto report = worker.stop();
+  EXPECT_TRUE(report.graceful);
+}

@@ -345,6 +345,8 @@ struct Worker::Impl {
             process(c);
           } catch (const std::exception& e) {  // hooks are guarded; this is a last resort
             logger()->error("worker '{}': processing step '{}' failed: {}", config.name, c.step_name, e.what());
+          } catch (...) {  // a hook threw something that is not a std::exception
+            logger()->error("worker '{}': processing step '{}' failed: a non-standard exception", config.name, c.step_name);
           }
           processed.fetch_add(1);
         }
@@ -665,6 +667,8 @@ std::size_t Worker::process_steps(std::span<StepCompletion> completions) {
         w.process(c);
       } catch (const std::exception& e) {  // hooks are guarded; this is a last resort
         logger()->error("worker '{}': processing step '{}' failed: {}", w.config.name, c.step_name, e.what());
+      } catch (...) {  // not a std::exception: contained too, or the intake would stay busy
+        logger()->error("worker '{}': processing step '{}' failed: a non-standard exception", w.config.name, c.step_name);
       }
       w.processed.fetch_add(1);
       ++done;
