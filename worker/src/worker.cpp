@@ -316,6 +316,21 @@ struct Worker::Impl {
     }
   }
 
+  // process() for the intake thread and a process_steps() run, then counted processed. Hooks are
+  // guarded inside process(); this is the last resort, for anything at all (something that is
+  // not a std::exception included): escaping, it would end the intake thread or leave the
+  // intake held busy by a run.
+  void process_contained(const StepCompletion& c) noexcept {
+    try {
+      process(c);
+    } catch (const std::exception& e) {
+      logger()->error("worker '{}': processing step '{}' failed: {}", config.name, c.step_name, e.what());
+    } catch (...) {
+      logger()->error("worker '{}': processing step '{}' failed: a non-standard exception", config.name, c.step_name);
+    }
+    processed.fetch_add(1);
+  }
+
   // Takes completions in batches of up to kIntakeBatch: one lock, one wake-up of the blocked
   // submitters and one DeferWakes scope (a dispatcher wake-up per mailbox, not per event) per
   // batch. A hand-over per completion cost about one context switch each (issue 16's profile).
@@ -341,14 +356,7 @@ struct Worker::Impl {
         for (auto& c : batch) {
           if (intake_abandoned.load(std::memory_order_relaxed)) break;  // stop() gave up: counted there
           intake_in_hand.fetch_sub(1, std::memory_order_relaxed);
-          try {
-            process(c);
-          } catch (const std::exception& e) {  // hooks are guarded; this is a last resort
-            logger()->error("worker '{}': processing step '{}' failed: {}", config.name, c.step_name, e.what());
-          } catch (...) {  // a hook threw something that is not a std::exception
-            logger()->error("worker '{}': processing step '{}' failed: a non-standard exception", config.name, c.step_name);
-          }
-          processed.fetch_add(1);
+          process_contained(c);
         }
       }
       batch.clear();
@@ -663,14 +671,7 @@ std::size_t Worker::process_steps(std::span<StepCompletion> completions) {
     if (w.bus) defer.emplace(*w.bus);
     for (const auto& c : completions) {
       if (w.intake_abandoned.load(std::memory_order_relaxed)) break;  // stop() gave up
-      try {
-        w.process(c);
-      } catch (const std::exception& e) {  // hooks are guarded; this is a last resort
-        logger()->error("worker '{}': processing step '{}' failed: {}", w.config.name, c.step_name, e.what());
-      } catch (...) {  // not a std::exception: contained too, or the intake would stay busy
-        logger()->error("worker '{}': processing step '{}' failed: a non-standard exception", w.config.name, c.step_name);
-      }
-      w.processed.fetch_add(1);
+      w.process_contained(c);
       ++done;
     }
   }
