@@ -8,6 +8,7 @@
 #include <herald/events/step_completion.hpp>
 
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <optional>
 
@@ -43,13 +44,103 @@ struct PySubscription {
 
 py::dict stats_dict(const SubscriptionStats& s) { return to_python(s.to_json()); }
 
-StepCompletion completion_from(const py::handle& obj) {
-  if (py::isinstance<StepCompletion>(obj)) return obj.cast<StepCompletion>();
-  if (!py::isinstance<py::dict>(obj)) {
-    throw py::type_error("expected a dict or herald.StepCompletion, got " +
-                         py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>());
+// The fast path of a completion dict (issue 16: complete_steps converts each item with the GIL
+// held, so this time is serial with the Python handlers'): reads the known keys straight into
+// the completion's fields, building JSON only for result and metadata, instead of converting
+// the whole dict to a JSON tree (a node and a key string per field) and reading that.
+// Anything it does not take as it is (a missing or mistyped field, a key that is not a str, an
+// error object, a value to_json refuses) returns nullopt, and the general path raises the
+// error exactly as before (a value's conversion runs again there: the Python error it raised
+// here is dropped). Unknown keys are converted and discarded, as the general path's walk would
+// (a value it cannot convert is an error there too).
+std::optional<StepCompletion> completion_from_dict_fast(PyObject* dict) {
+  constexpr std::size_t kNested = kMaxConvertedDepth - 1;  // one level is the completion dict
+  StepCompletion c;
+  bool has_name = false, has_success = false;
+  const auto text = [](PyObject* v, std::string& out) {
+    if (!PyUnicode_Check(v)) return false;
+    Py_ssize_t size = 0;
+    const char* data = PyUnicode_AsUTF8AndSize(v, &size);
+    if (data == nullptr) {
+      PyErr_Clear();
+      return false;
+    }
+    out.assign(data, static_cast<std::size_t>(size));
+    return true;
+  };
+  const auto count = [](PyObject* v, int& out) {
+    if (!PyLong_Check(v) || PyBool_Check(v)) return false;
+    int overflow = 0;
+    const long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow != 0 || n < 0 || n > INT_MAX) return false;
+    out = static_cast<int>(n);
+    return true;
+  };
+  Py_ssize_t pos = 0;
+  PyObject *key = nullptr, *value = nullptr;
+  while (PyDict_Next(dict, &pos, &key, &value)) {
+    if (!PyUnicode_Check(key)) return std::nullopt;
+    Py_ssize_t size = 0;
+    const char* data = PyUnicode_AsUTF8AndSize(key, &size);
+    if (data == nullptr) {
+      PyErr_Clear();
+      return std::nullopt;
+    }
+    const std::string_view k(data, static_cast<std::size_t>(size));
+    bool ok = true;
+    if (k == "step_name") {
+      ok = text(value, c.step_name) && !c.step_name.empty();
+      has_name = true;
+    } else if (k == "success") {
+      ok = PyBool_Check(value);
+      c.success = value == Py_True;
+      has_success = true;
+    } else if (k == "task_uuid") {
+      ok = text(value, c.task_uuid);
+    } else if (k == "step_uuid") {
+      ok = text(value, c.step_uuid);
+    } else if (k == "namespace") {
+      ok = text(value, c.namespace_name);
+    } else if (k == "correlation_id") {
+      ok = text(value, c.correlation_id);
+    } else if (k == "retryable") {
+      ok = PyBool_Check(value);
+      c.retryable = value == Py_True;
+    } else if (k == "retry_count") {
+      ok = count(value, c.retry_count);
+    } else if (k == "max_retries") {
+      ok = count(value, c.max_retries);
+    } else if (k == "error") {
+      std::string message;
+      ok = text(value, message);
+      if (ok) c.error = StepError{std::move(message), ""};
+    } else {
+      // result (None leaves it {}), metadata (an object; None leaves it {}), unknown keys.
+      const bool result = k == "result", metadata = k == "metadata";
+      if ((result || metadata) && value == Py_None) continue;
+      if (metadata && !PyDict_Check(value)) return std::nullopt;
+      try {
+        nlohmann::json j = to_json(value, "completion", kNested);
+        if (result) c.result = std::move(j);
+        if (metadata) c.metadata = std::move(j);
+      } catch (const std::exception&) {
+        return std::nullopt;  // the general path raises it, with its key path
+      }
+    }
+    if (!ok) return std::nullopt;
   }
-  return StepCompletion::from_json(to_json(obj, "completion"));
+  if (!has_name || !has_success) return std::nullopt;
+  return c;
+}
+
+StepCompletion completion_from(const py::handle& obj) {
+  if (PyDict_Check(obj.ptr())) {
+    if (auto fast = completion_from_dict_fast(obj.ptr())) return std::move(*fast);
+    return StepCompletion::from_json(to_json(obj, "completion"));
+  }
+  if (py::isinstance<StepCompletion>(obj)) return obj.cast<StepCompletion>();
+  throw py::type_error("expected a dict or herald.StepCompletion, got " +
+                       py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>());
 }
 
 }  // namespace

@@ -43,6 +43,8 @@ class PySubscriber final : public Subscriber {
     on_start_ = has("on_start");
     on_stop_ = has("on_stop");
     health_ = has("health_check");
+    // Bound once, like subscribes_to(): the per-event call skips the attribute lookup.
+    handle_ = hold(obj.attr("handle"));
     options_ = hosted_subscribe_options(name_);
     if (options.contains("capacity")) options_.capacity = options["capacity"].cast<std::size_t>();
     if (options.contains("overflow")) {
@@ -77,13 +79,17 @@ class PySubscriber final : public Subscriber {
     if (!python_alive()) throw Error("the Python interpreter is shutting down");
     PyCall call;
     try {
-      py::object r = hook("handle", py_event(event));
+      // Only handle() overridden (the common subscriber): a wrapper of its own, released at
+      // once, no cached state (issue 16: a shared_ptr and a result object less per event).
+      const bool shared_wrapper = before_ || after_ || on_error_;
+      py::object r = shared_wrapper ? call_hook(*runner_, *handle_, py_event(event))
+                                    : call_hook(*runner_, *handle_, wrap_event(event));
       SubscriberResult out;
       if (r.is_none()) {
-        r = runtime().subscriber_result(true);
-      } else if (py::isinstance<py::bool_>(r)) {
-        out.success = r.cast<bool>();
-        r = runtime().subscriber_result(out.success);
+        if (after_) r = runtime().subscriber_result(true);
+      } else if (PyBool_Check(r.ptr())) {
+        out.success = r.ptr() == Py_True;
+        if (after_) r = runtime().subscriber_result(out.success);
       } else if (py::hasattr(r, "success")) {
         out.success = py::bool_(r.attr("success")).cast<bool>();
         py::object msg = py::getattr(r, "message", py::none());
@@ -182,6 +188,7 @@ class PySubscriber final : public Subscriber {
 
   GilObject obj_;
   GilObject runner_;
+  GilObject handle_;  // obj_.handle, bound
   std::string name_;
   std::vector<std::string> patterns_;
   SubscribeOptions options_;

@@ -1,6 +1,7 @@
 """herald.EventBus from Python: patterns identical to C++, handlers (sync and async), publish and
 subscribe from inside handlers, payload conversion, errors with their types and messages."""
 import asyncio
+import re
 import threading
 
 import pytest
@@ -408,6 +409,61 @@ def test_exception_hierarchy_and_messages():
     with pytest.raises(herald.UnknownValueError, match="overflow"):
         with herald.EventBus(1) as bus:
             bus.subscribe("e", print, overflow="sometimes")
+
+
+# A key that is not a str sends a completion dict down the general path (dict -> JSON tree ->
+# StepCompletion::from_json) instead of the fast one that reads fields straight from the dict:
+# both must read the same completion and raise the same errors.
+GENERAL_PATH = {0: "not a str key: the general path"}
+
+COMPLETIONS = [
+    {"step_name": "s", "success": True},
+    {"step_name": "charge", "success": False, "task_uuid": "t-1", "step_uuid": "u-1",
+     "namespace": "payments", "correlation_id": "c-9", "retryable": True, "retry_count": 2,
+     "max_retries": 5, "result": {"amount": 12.5, "items": [1, "two", None, {"x": [True]}]},
+     "metadata": {"region": "eu", "n": 2**63}, "error": "card declined", "extra": [1, 2]},
+    {"step_name": "s", "success": True, "result": None, "metadata": None},
+    {"step_name": "s", "success": True, "result": [1, 2, 3], "error": {"message": "m", "error_type": "E"}},
+    {"step_name": "s", "success": True, "result": "text", "retry_count": 0, "max_retries": 2**31 - 1},
+]
+
+BAD_COMPLETIONS = [
+    ({"success": True}, "step_name: required field is missing"),
+    ({"step_name": "", "success": True}, "step_name: must not be empty"),
+    ({"step_name": 3, "success": True}, "step_name"),
+    ({"step_name": "s"}, "success: required field is missing"),
+    ({"step_name": "s", "success": 1}, "success"),
+    ({"step_name": "s", "success": True, "retry_count": -1}, "retry_count"),
+    ({"step_name": "s", "success": True, "max_retries": 2**31}, "max_retries"),
+    ({"step_name": "s", "success": True, "retry_count": True}, "retry_count"),
+    ({"step_name": "s", "success": True, "metadata": [1]}, "metadata"),
+    ({"step_name": "s", "success": True, "task_uuid": None}, None),
+    ({"step_name": "s", "success": True, "result": {"x": {1, 2}}}, r"\['result'\]\['x'\]"),
+    ({"step_name": "s", "success": True, "other": object()}, r"\['other'\]"),
+]
+
+
+@pytest.mark.parametrize("completion", COMPLETIONS)
+def test_completion_dict_reads_the_same_on_the_fast_and_the_general_path(completion):
+    fast = herald.StepCompletion.from_dict(completion)
+    general = herald.StepCompletion.from_dict({**completion, **GENERAL_PATH})
+    assert fast.to_dict() == general.to_dict()
+    assert fast.step_name == completion["step_name"] and fast.success == completion["success"]
+    if completion.get("result") is not None:
+        assert fast.result == completion["result"]
+
+
+@pytest.mark.parametrize("completion,match", BAD_COMPLETIONS)
+def test_completion_dict_errors_are_the_same_on_the_fast_and_the_general_path(completion, match):
+    def outcome(d):
+        try:
+            return ("ok", herald.StepCompletion.from_dict(d).to_dict())
+        except Exception as e:  # compared below: same type, same message
+            return (type(e), str(e))
+    fast, general = outcome(completion), outcome({**completion, **GENERAL_PATH})
+    assert fast == general
+    if match is not None:
+        assert fast[0] != "ok" and re.search(match, fast[1]), fast
 
 
 def test_idle_spin_delivers_every_event_in_order_and_rejects_bad_values():

@@ -362,6 +362,41 @@ def test_subscriber_hooks_order_and_error_rules():
 # ------------------------------------------------------------------------------------------------
 # Sync and async variants, event loops.
 
+def test_a_subscriber_with_only_handle_reports_each_kind_of_result():
+    # Only handle() overridden: the adapter's lean path (a wrapper per event, no result object
+    # built for after_handle). Every way of answering must still count as it says.
+    seen = []
+
+    class HandleOnly(herald.BaseSubscriber):
+        subscriber_name = "handle_only"
+
+        def subscribes_to(self):
+            return ["payment.processed"]
+
+        def handle(self, event):
+            pid = event.payload["payment_id"]
+            seen.append((pid, event.event_name))
+            if pid == "none":
+                return None
+            if pid == "true":
+                return True
+            if pid == "false":
+                return False
+            if pid == "result":
+                return herald.SubscriberResult(success=False, message="declined by handle")
+            raise KeyError(pid)
+
+    herald.SubscriberRegistry.instance().register(HandleOnly)
+    worker = herald.Worker(name="w", steps=PAYMENT_STEPS)
+    with worker:
+        assert worker.complete_steps(ok_completion(pid) for pid in ("none", "true", "false", "result", "raise")) == 5
+        assert worker.drain(60)
+    assert seen == [(pid, "payment.processed") for pid in ("none", "true", "false", "result", "raise")]
+    stats = worker.status()["subscribers"]["handle_only"]
+    assert stats["received"] == 5 and stats["handled"] == 2 and stats["failed"] == 3
+    assert "raise" in stats["last_error"]
+
+
 def test_sync_start_runs_coroutine_hooks_on_a_loop_the_worker_owns():
     loops = {}
     worker = herald.Worker(name="w", steps=PAYMENT_STEPS, dispatcher_threads=1)
