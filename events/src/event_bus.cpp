@@ -408,6 +408,7 @@ bool EventBus::has_room(std::string_view event_name) const {
 bool EventBus::stopped() const noexcept { return core_->closed.load(); }
 DispatchPolicy EventBus::dispatch_policy() const noexcept { return core_->options.dispatch; }
 bool EventBus::is_inline() const noexcept { return core_->inline_mode; }
+bool EventBus::in_handler() noexcept { return detail::t_handler_depth > 0; }
 std::size_t EventBus::dispatcher_threads() const noexcept { return core_->pool.size(); }
 std::uint64_t EventBus::pending() const noexcept {
   if (core_->inline_mode) return core_->routes.readers();

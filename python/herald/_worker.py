@@ -361,9 +361,12 @@ class Worker:
 
     def complete_steps(self, completions: Iterable[Union[JSONDict, StepCompletion]]) -> int:
         """complete_step() for many completions at once, in order and under the same rules;
-        returns how many were accepted. Converted and handed to the intake in chunks (one
-        hand-over, with the GIL released, per chunk), so a long list or a generator costs far
-        less per completion than a loop of complete_step(). A bad item raises its
+        returns how many were accepted. Converted in chunks, each published with the GIL
+        released, so a long list or a generator costs far less per completion than a loop of
+        complete_step(). Outside an event loop's thread, with a ``block`` intake (the default),
+        the calling thread publishes them itself, after what is queued (publisher hooks and
+        on_success / on_error run on it; the call returns once they were published, and the
+        intake's capacity does not apply); otherwise they are queued. A bad item raises its
         complete_step() error after the items before it were submitted."""
         return self._native.complete_steps(completions)
 

@@ -397,6 +397,66 @@ def test_a_subscriber_with_only_handle_reports_each_kind_of_result():
     assert "raise" in stats["last_error"]
 
 
+def test_complete_steps_publishes_on_the_calling_thread_unless_it_must_not_wait():
+    # Outside an event loop, with a block intake, complete_steps runs the pipeline on the caller
+    # (no hand-over to the intake thread); complete_step, a drop intake, a loop's own thread and
+    # a subscriber's handler queue instead. Every completion is published either way, in order.
+    def run(config_extra, submit):
+        threads = {}
+        worker = herald.Worker(config={"worker": {"name": "w", **config_extra}, "steps": PAYMENT_STEPS})
+        worker.on_success(lambda c: threads.setdefault(c.result["payment_id"], threading.get_ident()))
+        with worker:
+            submit(worker)
+            wait_until(lambda: len(threads) == 3, timeout=60)
+            assert worker.drain(60)
+            assert worker.status()["completions"]["processed"] == 3
+        return threads
+
+    me = threading.get_ident()
+    batch = [ok_completion(f"p{i}") for i in range(3)]
+    threads = run({}, lambda w: w.complete_steps(batch))
+    assert set(threads.values()) == {me}
+    threads = run({}, lambda w: [w.complete_step(c) for c in batch])
+    assert me not in threads.values()
+    threads = run({"intake_overflow": "drop_newest"}, lambda w: w.complete_steps(batch))
+    assert me not in threads.values()
+
+    async def from_loop(w):
+        return w.complete_steps(batch)
+    threads = run({}, lambda w: asyncio.run(from_loop(w)))
+    assert me not in threads.values()
+
+
+def test_complete_steps_from_a_handler_or_a_hook_is_queued_and_published():
+    # Run in place, these would wait for an intake that is waiting for them.
+    done = []
+
+    class Chain(herald.BaseSubscriber):
+        subscriber_name = "chain"
+
+        def subscribes_to(self):
+            return ["payment.processed"]
+
+        def handle(self, event):
+            if event.payload["payment_id"] == "p0":
+                assert worker.complete_steps([ok_completion("from_handler")]) == 1
+
+    herald.SubscriberRegistry.instance().register(Chain)
+    worker = herald.Worker(name="w", steps=PAYMENT_STEPS)
+
+    @worker.on_success
+    def chain(completion):
+        done.append(completion.result["payment_id"])
+        if completion.result["payment_id"] == "p1":
+            assert worker.complete_steps([ok_completion("from_hook")]) == 1
+
+    with worker:
+        assert worker.complete_steps([ok_completion("p0"), ok_completion("p1")]) == 2
+        wait_until(lambda: len(done) == 4, timeout=60)
+        assert worker.drain(60)
+    assert done[:2] == ["p0", "p1"] and sorted(done[2:]) == ["from_handler", "from_hook"]
+
+
 def test_sync_start_runs_coroutine_hooks_on_a_loop_the_worker_owns():
     loops = {}
     worker = herald.Worker(name="w", steps=PAYMENT_STEPS, dispatcher_threads=1)

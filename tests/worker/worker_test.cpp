@@ -5,6 +5,8 @@
 #include <wait_for.hpp>
 
 #include <atomic>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -483,6 +485,73 @@ TEST_F(WorkerTest, StopPastItsDeadlineAccountsForWhatAProcessStepsRunLeft) {
   EXPECT_EQ(c["received"], 11);
   EXPECT_EQ(c["processed"], 1);
   EXPECT_EQ(c["dropped"], 10);
+}
+
+// Calls `on_event` for every event it handles (on a dispatcher thread).
+class CallingSubscriber : public herald::Subscriber {
+ public:
+  explicit CallingSubscriber(std::function<void(const herald::EventPtr&)> on_event)
+      : on_event_(std::move(on_event)) {}
+  std::string name() const override { return "calling"; }
+  std::vector<std::string> subscribes_to() const override { return {"payment.processed"}; }
+  herald::SubscriberResult handle(const herald::EventPtr& event) override {
+    on_event_(event);
+    return {};
+  }
+
+ private:
+  std::function<void(const herald::EventPtr&)> on_event_;
+};
+
+TEST_F(WorkerTest, ProcessStepsFromAHookOrAHandlerIsQueuedInsteadOfWaitingForItself) {
+  // Run in place, each of these would wait for the intake to be idle: from the intake thread's
+  // hook, for itself; from a hook inside a run, for its own run; from a handler, for an intake
+  // that may be waiting for that handler's mailbox. They are queued instead.
+  Worker worker(payments_config(), &publishers_);
+  std::mutex mutex;
+  std::map<std::string, std::thread::id> processed_on;
+  std::thread::id handler_thread;
+  const auto follow_up = [&](int n) {
+    std::vector<StepCompletion> one{completion(true, n)};
+    EXPECT_EQ(worker.process_steps(one), 1u);  // accepted into the intake
+  };
+  worker.add_subscriber(std::make_shared<CallingSubscriber>([&](const herald::EventPtr& e) {
+    if (e->payload()["n"] != 3) return;
+    {
+      std::lock_guard lock(mutex);
+      handler_thread = std::this_thread::get_id();
+    }
+    follow_up(103);
+  }));
+  worker.on_success([&](const StepCompletion& c) {
+    {
+      std::lock_guard lock(mutex);
+      processed_on[c.correlation_id] = std::this_thread::get_id();
+    }
+    if (c.correlation_id == "corr-1") follow_up(101);  // on the intake thread
+    if (c.correlation_id == "corr-2") follow_up(102);  // inside the run below
+  });
+  worker.start();
+  ASSERT_TRUE(worker.complete_step(completion(true, 1)));
+  std::vector<StepCompletion> run{completion(true, 2), completion(true, 3)};
+  EXPECT_EQ(worker.process_steps(run), 2u);
+  ASSERT_TRUE(wait_for([&] { return worker.status()["completions"]["processed"] == 6; }));
+  ASSERT_TRUE(worker.drain(60s));
+  std::lock_guard lock(mutex);
+  const auto self = std::this_thread::get_id();
+  const auto intake = processed_on.at("corr-1");
+  EXPECT_NE(intake, self);
+  EXPECT_EQ(processed_on.at("corr-2"), self);
+  EXPECT_EQ(processed_on.at("corr-3"), self);
+  for (const char* queued : {"corr-101", "corr-102", "corr-103"}) {
+    EXPECT_EQ(processed_on.at(queued), intake) << queued;  // by the intake thread
+  }
+  EXPECT_NE(handler_thread, std::thread::id{});
+  EXPECT_NE(handler_thread, intake);
+  const auto c = worker.status()["completions"];
+  EXPECT_EQ(c["received"], 6);
+  EXPECT_EQ(c["rejected"], 0);
+  (void)worker.stop();
 }
 
 TEST_F(WorkerTest, AHookThrowingANonStandardExceptionIsContainedOnBothPaths) {

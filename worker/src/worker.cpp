@@ -105,6 +105,18 @@ std::shared_ptr<Subscriber> make_configured_subscriber(const SubscriberConfig& c
 
 using StepTable = std::map<std::string, std::vector<EventDeclaration>>;
 
+// This thread runs a worker's pipeline (its intake thread, or a process_steps() run): a
+// process_steps() here would wait for itself.
+constinit thread_local bool t_runs_pipeline = false;
+
+struct RunsPipelineScope {
+  bool outer = t_runs_pipeline;
+  RunsPipelineScope() noexcept { t_runs_pipeline = true; }
+  ~RunsPipelineScope() { t_runs_pipeline = outer; }
+  RunsPipelineScope(const RunsPipelineScope&) = delete;
+  RunsPipelineScope& operator=(const RunsPipelineScope&) = delete;
+};
+
 }  // namespace
 
 std::string_view to_string(WorkerState state) noexcept { return detail::enum_name(state, kStateNames); }
@@ -337,6 +349,7 @@ struct Worker::Impl {
   // Completions are still processed one by one, in order.
   static constexpr std::size_t kIntakeBatch = 64;
   void intake_main() {
+    const RunsPipelineScope runs_pipeline;
     std::vector<StepCompletion> batch;
     batch.reserve(kIntakeBatch);
     while (true) {
@@ -653,6 +666,8 @@ std::size_t Worker::complete_steps(std::span<StepCompletion> completions, Publis
 std::size_t Worker::process_steps(std::span<StepCompletion> completions) {
   auto& w = *impl_;
   if (completions.empty()) return 0;
+  if (t_runs_pipeline || EventBus::in_handler()) return complete_steps(completions, PublishWait::allowed);
+  const RunsPipelineScope runs_pipeline;
   {
     // Take the intake's place: after what is queued, never beside the intake thread or
     // another caller.

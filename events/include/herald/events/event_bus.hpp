@@ -330,6 +330,10 @@ class EventBus {
   /// Events queued or running across all subscriptions.
   std::uint64_t pending() const noexcept;
   BusStats stats() const;
+  /// True on a thread that is running a herald handler (of any bus, inline or on a
+  /// dispatcher): code that waits for the bus or for a publisher to make progress must not wait
+  /// there (the worker's process_steps() queues instead).
+  static bool in_handler() noexcept;
 
  private:
   friend struct detail::BusCore;

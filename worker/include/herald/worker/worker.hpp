@@ -135,7 +135,10 @@ class Worker {
   /// the worker is not running (counted as rejected), fewer when stop() passed its deadline
   /// meanwhile (the rest are counted as undelivered, as the intake's would be). drain() and
   /// stop() wait for a run in progress as for the intake. The completions are only read.
-  /// Must not be called from a hook (it would wait for itself).
+  /// On a thread that must not wait for the intake (the intake thread or a run, i.e. from one
+  /// of this or another worker's hooks, or inside a subscriber's handler: the intake may be
+  /// waiting for that very handler's mailbox) it is complete_steps(completions) instead: the
+  /// completions are queued (moved from) and the count is of those accepted.
   std::size_t process_steps(std::span<StepCompletion> completions);
   /// True when complete_step() would not wait now (for cooperative back-pressure).
   [[nodiscard]] bool intake_has_room() const;
