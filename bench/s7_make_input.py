@@ -6,15 +6,20 @@
 Deterministic (seeded): 95% succeed, 5% fail permanently; every line names the step
 `process_payment` of bench/s7_config.json, so each completion publishes exactly one event.
 """
+import argparse
 import json
 import random
-import sys
 import uuid
 
 
 def main():
-    out = sys.argv[1]
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 300_000
+    ap = argparse.ArgumentParser(description="Writes scenario S7's input (JSON Lines step completions).")
+    ap.add_argument("out", help="the JSON Lines file to write")
+    ap.add_argument("n", type=int, nargs="?", default=300_000, help="how many completions (default 300000)")
+    args = ap.parse_args()
+    if args.n < 0:
+        ap.error(f"n must be >= 0, got {args.n}")
+    out, n = args.out, args.n
     rng = random.Random(7)
     with open(out, "w") as f:
         for i in range(n):
