@@ -49,8 +49,7 @@ void write_string(std::string& out, std::string_view text, Fallback& fallback) {
     return;
   }
   out.push_back('"');
-  for (;;) {
-    const std::size_t run = plain_run(p, end);
+  for (std::size_t run = first_run;; run = plain_run(p, end)) {  // the first run is scanned already
     out.append(p, run);
     p += run;
     if (p == end) break;

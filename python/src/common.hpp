@@ -140,6 +140,9 @@ nlohmann::json to_json(const py::handle& value, std::string_view root,
                        std::size_t max_depth = kMaxConvertedDepth);
 /// JSON -> Python value. GIL held.
 py::object to_python(const nlohmann::json& value);
+/// Sets `out` to the UTF-8 of the str `str`; false (the Python error cleared) for a str that
+/// has no UTF-8 form (lone surrogates). GIL held.
+bool utf8_of(PyObject* str, std::string& out);
 
 /// Objects the pure-Python layer installs at import (herald/__init__.py): the StepEventContext
 /// and SubscriberResult classes and the exception logger. Leaked on purpose (module lifetime).

@@ -57,17 +57,7 @@ std::optional<StepCompletion> completion_from_dict_fast(PyObject* dict) {
   constexpr std::size_t kNested = kMaxConvertedDepth - 1;  // one level is the completion dict
   StepCompletion c;
   bool has_name = false, has_success = false;
-  const auto text = [](PyObject* v, std::string& out) {
-    if (!PyUnicode_Check(v)) return false;
-    Py_ssize_t size = 0;
-    const char* data = PyUnicode_AsUTF8AndSize(v, &size);
-    if (data == nullptr) {
-      PyErr_Clear();
-      return false;
-    }
-    out.assign(data, static_cast<std::size_t>(size));
-    return true;
-  };
+  const auto text = [](PyObject* v, std::string& out) { return PyUnicode_Check(v) && utf8_of(v, out); };
   const auto count = [](PyObject* v, int& out) {
     if (!PyLong_Check(v) || PyBool_Check(v)) return false;
     int overflow = 0;

@@ -29,6 +29,17 @@
 
 namespace herald::py_bindings {
 
+bool utf8_of(PyObject* str, std::string& out) {
+  Py_ssize_t size = 0;
+  const char* text = PyUnicode_AsUTF8AndSize(str, &size);
+  if (text == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  out.assign(text, static_cast<std::size_t>(size));
+  return true;
+}
+
 namespace {
 
 using nlohmann::json;
@@ -48,18 +59,6 @@ std::string repr_of(PyObject* v) {
   if (text == nullptr) PyErr_Clear();
   Py_DECREF(r);
   return out;
-}
-
-// Sets `out` to the UTF-8 of `str`; false for a str that has no UTF-8 form (lone surrogates).
-bool utf8_of(PyObject* str, std::string& out) {
-  Py_ssize_t size = 0;
-  const char* text = PyUnicode_AsUTF8AndSize(str, &size);
-  if (text == nullptr) {
-    PyErr_Clear();
-    return false;
-  }
-  out.assign(text, static_cast<std::size_t>(size));
-  return true;
 }
 
 // Where the walk is: the root's name and one step per level (a dict key, held by the walk, or a
